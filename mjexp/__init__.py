@@ -1,0 +1,1 @@
+"""mjexp: text-to-image diffusion experiments."""
