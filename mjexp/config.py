@@ -1,0 +1,366 @@
+"""Structured configs: the typed schema of every config group, and start-up validation.
+
+Hydra merges the YAML files under ``conf/`` onto these dataclasses, so a typo'd key or a wrong
+type fails at composition with the full key named (``trainer.max_step``, ``optim.lr=abc``).
+:func:`validate` then checks ranges and cross-field constraints before any work starts, again
+naming the key and the allowed values.
+
+Each group's YAML file starts with ``defaults: [/schema/<group>/<schema>@_here_]``; the schemas are
+registered by :func:`register_configs`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the full key."""
+
+
+# ---- data ------------------------------------------------------------------------------------
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    resolution: int = 16
+    batch_size: int = 64
+    num_workers: int = 0
+    seed: int = 0
+
+
+@dataclass
+class ShapesDataConfig(DataConfig):
+    name: str = "shapes"
+    train_size: int = 20000
+    val_size: int = 512
+    test_size: int = 2000
+    judge_size: int = 10000
+    two_objects: bool = False
+    holdout: list[list[str]] = field(default_factory=list)
+
+
+@dataclass
+class DigitsDataConfig(DataConfig):
+    name: str = "digits"
+
+
+@dataclass
+class ImageFolderDataConfig(DataConfig):
+    name: str = "imagefolder"
+    root: str = MISSING
+    val_fraction: float = 0.05
+    test_fraction: float = 0.1
+    judge_fraction: float = 0.0
+
+
+@dataclass
+class Cifar10DataConfig(DataConfig):
+    name: str = "cifar10"
+    resolution: int = 32
+    root: str = "data/cifar10"
+    download: bool = True
+
+
+# ---- text encoders ---------------------------------------------------------------------------
+@dataclass
+class TextEncoderConfig:
+    name: str = MISSING
+    max_length: int = 32
+
+
+@dataclass
+class TinyTextConfig(TextEncoderConfig):
+    name: str = "tiny"
+    width: int = 128
+    layers: int = 2
+    heads: int = 4
+
+
+@dataclass
+class OpenClipTextConfig(TextEncoderConfig):
+    name: str = "open_clip"
+    model: str = "ViT-B-32"
+    pretrained: str = "laion2b_s34b_b79k"
+    max_length: int = 77
+
+
+@dataclass
+class HFTextConfig(TextEncoderConfig):
+    name: str = "hf"
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    max_length: int = 64
+
+
+@dataclass
+class DomainClipTextConfig(TextEncoderConfig):
+    name: str = "domain_clip"
+    seed: int = 0
+    steps: int = 600
+    batch_size: int = 256
+    lr: float = 1e-3
+    cache_dir: str = ".cache/mjexp/domain_clip"
+
+
+# ---- diffusion -------------------------------------------------------------------------------
+@dataclass
+class UNetConfig:
+    channels: int = 32
+    channel_mult: list[int] = field(default_factory=lambda: [1, 2])
+    num_res_blocks: int = 1
+    attention_levels: list[int] = field(default_factory=lambda: [1])
+    head_dim: int = 32
+    transformer_depth: int = 1
+    dropout: float = 0.0
+    groups: int = 8
+
+
+@dataclass
+class ScheduleConfig:
+    kind: str = "linear"
+    num_train_timesteps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    zero_terminal_snr: bool = False
+    # Multiply SNR by (snr_shift_base_resolution / data.resolution)^2 (simple diffusion); 0 = off.
+    snr_shift_base_resolution: int = 0
+
+
+@dataclass
+class DiffusionConfig:
+    parameterization: str = "eps"
+    loss_weighting: str = "uniform"
+    min_snr_gamma: float = 5.0
+    cond_dropout: float = 0.1
+    ema_max_decay: float = 0.9999
+    ema_power: float = 0.6667
+    nonfinite_loss: str = "error"
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup_steps: int = 100
+    schedule: str = "constant"
+    min_lr_ratio: float = 0.1
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "cpu"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    max_steps: int = 1500
+    val_check_interval: int = 250
+    log_every_n_steps: int = 10
+    gradient_clip_val: float = 1.0
+    accumulate_grad_batches: int = 1
+    checkpoint_every_n_steps: int = 250
+    sample_every_n_steps: int = 0
+    num_sanity_val_steps: int = 0
+    limit_val_batches: Any = 1.0
+    enable_progress_bar: bool = True
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    tracking_uri: Optional[str] = None
+    experiment: Optional[str] = None  # defaults to the top-level ``name``
+    run_name: Optional[str] = None
+
+
+# ---- sampling --------------------------------------------------------------------------------
+@dataclass
+class SamplerConfig:
+    name: str = "ddim"
+    steps: int = 20
+    spacing: str = "trailing"
+    karras: bool = False
+    eta: float = 0.0
+
+
+@dataclass
+class GuidanceConfig:
+    scale: float = 3.0
+    schedule: str = "constant"  # constant | linear (ramps from scale_start at sigma_max to scale)
+    scale_start: Optional[float] = None
+    rescale: float = 0.0
+    interval: Optional[list[float]] = None  # [sigma_low, sigma_high]: guide only inside
+    negative_prompt: str = ""
+    dynamic_threshold: Optional[float] = None  # percentile p in (0, 1) (Imagen uses 0.995)
+
+
+@dataclass
+class HiresConfig:
+    enabled: bool = False
+    scale: float = 2.0
+    upscaler: str = "bicubic"
+    strength: float = 0.5
+    steps: int = 10
+    guidance_scale: Optional[float] = None
+    model: Optional[str] = None
+
+
+@dataclass
+class EvalConfig:
+    grid: dict[str, Any] = field(default_factory=dict)
+    prompt_set: str = "shapes_single_v1"
+    samples_per_prompt: int = 1
+    max_prompts: int = 0  # 0 = all prompts of the set
+    batch_size: int = 256
+    grid_prompts: int = 16
+    metrics: list[str] = field(default_factory=lambda: ["fid", "clip_score", "attr_acc"])
+    features: list[str] = field(default_factory=lambda: ["judge"])
+    reference_split: str = "test"
+    seed: int = 0
+
+
+@dataclass
+class TrainConfig:
+    name: str = "default"
+    seed: int = 0
+    output_dir: str = MISSING
+    ckpt_path: Optional[str] = None
+    evaluate: bool = True
+    data: Any = MISSING
+    text_encoder: Any = MISSING
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    hires: HiresConfig = field(default_factory=HiresConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+DATA_SCHEMAS = {
+    "shapes": ShapesDataConfig,
+    "digits": DigitsDataConfig,
+    "imagefolder": ImageFolderDataConfig,
+    "cifar10": Cifar10DataConfig,
+}
+TEXT_SCHEMAS = {
+    "tiny": TinyTextConfig,
+    "open_clip": OpenClipTextConfig,
+    "hf": HFTextConfig,
+    "domain_clip": DomainClipTextConfig,
+}
+
+
+def register_configs() -> None:
+    """Put every schema into Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    for name, schema in DATA_SCHEMAS.items():
+        cs.store(group="schema/data", name=name, node=schema)
+    for name, schema in TEXT_SCHEMAS.items():
+        cs.store(group="schema/text_encoder", name=name, node=schema)
+
+
+# ---- validation ------------------------------------------------------------------------------
+CHOICES: dict[str, tuple[str, ...]] = {
+    "schedule.kind": ("linear", "scaled_linear", "cosine", "sigmoid"),
+    "diffusion.parameterization": ("eps", "v", "x0"),
+    "diffusion.loss_weighting": ("uniform", "min_snr"),
+    "diffusion.nonfinite_loss": ("error", "skip"),
+    "optim.schedule": ("constant", "cosine"),
+    "sampler.name": ("ddpm", "ddim", "euler", "euler_ancestral", "heun", "dpmpp_2m"),
+    "sampler.spacing": ("leading", "trailing", "linspace"),
+    "guidance.schedule": ("constant", "linear"),
+    "hires.upscaler": ("nearest", "bilinear", "bicubic", "model"),
+    "trainer.accelerator": ("cpu", "gpu", "cuda", "mps", "auto"),
+}
+
+# (key, lower bound, upper bound, inclusive lower?) for numeric ranges.
+RANGES: tuple[tuple[str, float, float, bool], ...] = (
+    ("data.resolution", 1, float("inf"), True),
+    ("data.batch_size", 1, float("inf"), True),
+    ("data.num_workers", 0, float("inf"), True),
+    ("diffusion.cond_dropout", 0.0, 1.0, True),
+    ("diffusion.ema_max_decay", 0.0, 1.0, True),
+    ("diffusion.min_snr_gamma", 0.0, float("inf"), False),
+    ("optim.lr", 0.0, float("inf"), False),
+    ("optim.weight_decay", 0.0, float("inf"), True),
+    ("optim.warmup_steps", 0, float("inf"), True),
+    ("trainer.max_steps", 1, float("inf"), True),
+    ("trainer.accumulate_grad_batches", 1, float("inf"), True),
+    ("schedule.num_train_timesteps", 2, float("inf"), True),
+    ("sampler.steps", 1, float("inf"), True),
+    ("sampler.eta", 0.0, float("inf"), True),
+    ("guidance.scale", 0.0, float("inf"), True),
+    ("guidance.rescale", 0.0, 1.0, True),
+    ("hires.strength", 0.0, 1.0, False),
+    ("hires.scale", 1.0, float("inf"), False),
+    ("hires.steps", 1, float("inf"), True),
+    ("eval.samples_per_prompt", 1, float("inf"), True),
+    ("eval.batch_size", 1, float("inf"), True),
+)
+
+
+def _get(cfg: DictConfig, key: str) -> Any:
+    return OmegaConf.select(cfg, key, default=None)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check value ranges, choices and cross-field constraints; raise one ConfigError listing all."""
+    problems: list[str] = []
+    for key, allowed in CHOICES.items():
+        value = _get(cfg, key)
+        if value is not None and value not in allowed:
+            problems.append(f"{key}={value!r} is not one of {', '.join(allowed)}")
+    for key, low, high, inclusive in RANGES:
+        value = _get(cfg, key)
+        if value is None:
+            continue
+        too_low = value < low if inclusive else value <= low
+        if too_low or value > high:
+            bracket = "[" if inclusive else "("
+            problems.append(f"{key}={value} is outside {bracket}{low}, {high}]")
+    problems += _cross_field_problems(cfg)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def _cross_field_problems(cfg: DictConfig) -> list[str]:
+    problems: list[str] = []
+    factor = 2 ** (len(_get(cfg, "unet.channel_mult") or [1]) - 1)
+    resolution = _get(cfg, "data.resolution")
+    if resolution is not None and resolution % factor:
+        problems.append(
+            f"data.resolution={resolution} must be divisible by {factor}: the U-Net downsamples "
+            f"{factor}x (unet.channel_mult has {factor.bit_length()} levels)"
+        )
+    if _get(cfg, "hires.enabled") and resolution is not None:
+        target = round(resolution * _get(cfg, "hires.scale"))
+        if target % factor:
+            problems.append(
+                f"hires.scale={_get(cfg, 'hires.scale')} gives {target} px, not divisible by the "
+                f"U-Net's downsampling factor {factor}"
+            )
+    if _get(cfg, "schedule.zero_terminal_snr") and _get(cfg, "diffusion.parameterization") == "eps":
+        problems.append(
+            "schedule.zero_terminal_snr=true needs diffusion.parameterization=v or x0: at SNR 0 an "
+            "eps prediction says nothing about the image (Lin et al. 2024, Sec. 3.2)"
+        )
+    levels = len(_get(cfg, "unet.channel_mult") or [])
+    for level in _get(cfg, "unet.attention_levels") or []:
+        if not 0 <= level < levels:
+            problems.append(f"unet.attention_levels contains {level}; levels are 0..{levels - 1}")
+    interval = _get(cfg, "guidance.interval")
+    if interval is not None and (len(interval) != 2 or not 0 <= interval[0] < interval[1]):
+        problems.append(f"guidance.interval={list(interval)} must be [sigma_low, sigma_high] with 0 <= low < high")
+    threshold = _get(cfg, "guidance.dynamic_threshold")
+    if threshold is not None and not 0 < threshold < 1:
+        problems.append(f"guidance.dynamic_threshold={threshold} must be a percentile in (0, 1)")
+    return problems

@@ -1,0 +1,52 @@
+"""Exponential moving average of weights, kept in a separate module (never swapped in).
+
+Keeping the average in its own module means a checkpoint can never capture averaged weights in
+place of the raw ones (a pitfall DESIGN.md lists), and sampling simply uses the EMA module.
+The decay warms up as ``1 - (1 + n / inv_gamma) ** -power`` (the schedule of Karras' EDM
+"power" EMA as used by diffusers' ``EMAModel``), so short runs are not dominated by the initial
+random weights.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+def ema_decay(step: int, max_decay: float, power: float, inv_gamma: float = 1.0) -> float:
+    """Decay to use after ``step`` optimizer updates (0 at step 0: the EMA starts as a copy)."""
+    if step <= 0:
+        return 0.0
+    return min(max_decay, 1.0 - (1.0 + step / inv_gamma) ** -power)
+
+
+class EMA(nn.Module):
+    """Holds ``averaged``: a frozen copy of a module updated with ``update()`` after each step."""
+
+    def __init__(self, model: nn.Module, max_decay: float = 0.9999, power: float = 2 / 3) -> None:
+        super().__init__()
+        if not 0.0 <= max_decay < 1.0:
+            raise ValueError(f"ema max_decay must be in [0, 1), got {max_decay}")
+        self.averaged = copy.deepcopy(model).requires_grad_(False).eval()
+        self.max_decay = max_decay
+        self.power = power
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+
+    def train(self, mode: bool = True) -> "EMA":
+        # The averaged copy is only ever used for evaluation (no dropout).
+        super().train(mode)
+        self.averaged.eval()
+        return self
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.num_updates += 1
+        decay = ema_decay(int(self.num_updates), self.max_decay, self.power)
+        ema_params = list(self.averaged.parameters())
+        params = [p.detach() for p in model.parameters()]
+        # lerp_(target, w): ema += w * (p - ema), i.e. ema = decay * ema + (1 - decay) * p
+        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+        for ema_buf, buf in zip(self.averaged.buffers(), model.buffers()):
+            ema_buf.copy_(buf)

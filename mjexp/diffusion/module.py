@@ -1,0 +1,188 @@
+"""DiffusionModule: the LightningModule that trains the text-conditional denoiser.
+
+Thin glue: the math lives in ``schedules``, ``parameterization`` and ``losses``. What it adds is
+condition dropout (so one model serves classifier-free guidance), EMA weights kept in a separate
+module, AdamW with warmup, a validation loss on fixed noise, and checkpoints that leave frozen
+text encoders out (they are rebuilt from their source).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from mjexp.diffusion.ema import EMA
+from mjexp.diffusion.losses import LossWeighting, loss_weights
+from mjexp.diffusion.parameterization import Parameterization, check_parameterization, target_from
+from mjexp.diffusion.schedules import NoiseSchedule
+from mjexp.diffusion.unet import UNet
+from mjexp.text.base import TextEmbedding, TextEncoder
+
+
+@dataclass
+class OptimSettings:
+    """AdamW with linear warmup, then constant or cosine decay to ``min_lr_ratio * lr``."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 100
+    schedule: Literal["constant", "cosine"] = "constant"
+    min_lr_ratio: float = 0.1
+    total_steps: int = 1000
+
+
+def lr_multiplier(step: int, settings: OptimSettings) -> float:
+    """Learning-rate factor at optimizer step ``step``."""
+    if step < settings.warmup_steps:
+        return (step + 1) / settings.warmup_steps
+    if settings.schedule == "constant":
+        return 1.0
+    span = max(1, settings.total_steps - settings.warmup_steps)
+    progress = min(1.0, (step - settings.warmup_steps) / span)
+    cosine = 0.5 * (1 + math.cos(math.pi * progress))
+    return settings.min_lr_ratio + (1 - settings.min_lr_ratio) * cosine
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when the training loss is NaN or infinite (and skipping is not configured)."""
+
+
+class DiffusionModule(L.LightningModule):
+    """Trains ``unet`` to denoise images conditioned on ``text_encoder`` embeddings."""
+
+    def __init__(
+        self,
+        unet: UNet,
+        text_encoder: TextEncoder,
+        schedule: NoiseSchedule,
+        parameterization: Parameterization = "eps",
+        loss_weighting: LossWeighting = "uniform",
+        min_snr_gamma: float = 5.0,
+        cond_dropout: float = 0.1,
+        ema_max_decay: float = 0.9999,
+        ema_power: float = 2 / 3,
+        optim: OptimSettings | None = None,
+        val_seed: int = 1234,
+        nonfinite_loss: Literal["error", "skip"] = "error",
+    ) -> None:
+        super().__init__()
+        check_parameterization(parameterization, schedule.zero_terminal_snr)
+        if not 0.0 <= cond_dropout <= 1.0:
+            raise ValueError(f"cond_dropout must be in [0, 1], got {cond_dropout}")
+        self.unet = unet
+        self.text_encoder = text_encoder
+        self.schedule = schedule
+        self.parameterization = parameterization
+        self.loss_weighting = loss_weighting
+        self.min_snr_gamma = min_snr_gamma
+        self.cond_dropout = cond_dropout
+        self.optim_settings = optim or OptimSettings()
+        self.val_seed = val_seed
+        self.nonfinite_loss = nonfinite_loss
+        self.ema_unet = EMA(unet, ema_max_decay, ema_power)
+        self.ema_text_encoder = EMA(text_encoder, ema_max_decay, ema_power) if text_encoder.trainable else None
+        self.register_buffer("alphas_cumprod", schedule.alphas_cumprod.float(), persistent=False)
+        self.skipped_steps = 0
+
+    # ---- the objective -----------------------------------------------------------------------
+    def conditioning(self, encoder: TextEncoder, prompts: list[str], dropout: float = 0.0) -> TextEmbedding:
+        """Encode prompts, replacing each by the null (empty-prompt) embedding with prob ``dropout``."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and encoder.trainable):
+            text = encoder.encode(prompts)
+            if dropout > 0:
+                keep = torch.rand(len(prompts), device=text.tokens.device) >= dropout
+                text = text.where(keep, encoder.null_embedding(len(prompts)))
+        return text
+
+    def diffusion_loss(
+        self,
+        unet: UNet,
+        encoder: TextEncoder,
+        batch: dict[str, Any],
+        generator: torch.Generator | None = None,
+        dropout: float = 0.0,
+    ) -> torch.Tensor:
+        """Weighted regression loss on one batch; ``generator`` fixes t and noise (validation)."""
+        x0 = batch["image"]
+        b = x0.shape[0]
+        gen_device = generator.device if generator is not None else x0.device
+        t = torch.randint(0, self.schedule.num_train_timesteps, (b,), generator=generator, device=gen_device)
+        noise = torch.randn(x0.shape, generator=generator, device=gen_device, dtype=x0.dtype)
+        t, noise = t.to(x0.device), noise.to(x0.device)
+        alpha_bar = self.alphas_cumprod[t].view(b, 1, 1, 1)
+        alpha, sigma_vp = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
+        x_t = alpha * x0 + sigma_vp * noise
+
+        text = self.conditioning(encoder, batch["text"], dropout)
+        prediction = unet(x_t, t.float(), text=text)
+        target = target_from(self.parameterization, x0, noise, alpha, sigma_vp)
+        mse = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+        snr = (alpha_bar / (1 - alpha_bar)).view(b)
+        weights = loss_weights(snr, self.parameterization, self.loss_weighting, self.min_snr_gamma)
+        return (weights * mse).mean()
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        loss = self.diffusion_loss(self.unet, self.text_encoder, batch, dropout=self.cond_dropout)
+        if not torch.isfinite(loss):
+            message = f"non-finite training loss ({loss.item()}) at global step {self.global_step}"
+            if self.nonfinite_loss == "skip":
+                self.skipped_steps += 1
+                self.log("train/skipped_steps", float(self.skipped_steps))
+                self.print(f"warning: {message}; step skipped")
+                return None
+            raise NonFiniteLossError(message + "; set train.nonfinite_loss=skip to skip such steps")
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.val_seed + batch_idx)
+        encoder = self.ema_text_encoder.averaged if self.ema_text_encoder else self.text_encoder
+        loss = self.diffusion_loss(self.ema_unet.averaged, encoder, batch, generator=generator)
+        self.log("val/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0], sync_dist=True)
+        return loss
+
+    # ---- optimisation ------------------------------------------------------------------------
+    def configure_optimizers(self):
+        params = list(self.unet.parameters())
+        if self.text_encoder.trainable:
+            params += [p for p in self.text_encoder.parameters() if p.requires_grad]
+        s = self.optim_settings
+        optimizer = torch.optim.AdamW(params, lr=s.lr, betas=tuple(s.betas), weight_decay=s.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(step, s))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self.ema_unet.update(self.unet)
+        if self.ema_text_encoder is not None:
+            self.ema_text_encoder.update(self.text_encoder)
+
+    # ---- sampling-time accessors -------------------------------------------------------------
+    def sampling_networks(self, weights: Literal["ema", "raw"] = "ema") -> tuple[UNet, TextEncoder]:
+        """The (unet, text encoder) pair to sample with."""
+        if weights == "raw":
+            return self.unet, self.text_encoder
+        encoder = self.ema_text_encoder.averaged if self.ema_text_encoder else self.text_encoder
+        return self.ema_unet.averaged, encoder
+
+    # ---- checkpoints: frozen encoders are rebuilt from their source, not stored ----------------
+    def _frozen_encoder_prefix(self) -> str | None:
+        return None if self.text_encoder.trainable else "text_encoder."
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        prefix = self._frozen_encoder_prefix()
+        if prefix:
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(prefix)}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        prefix = self._frozen_encoder_prefix()
+        if prefix:
+            for key, value in self.text_encoder.state_dict().items():
+                checkpoint["state_dict"].setdefault(prefix + key, value)
