@@ -1,0 +1,214 @@
+"""The scoring entry point: images + prompts (+ attributes) in, named metrics with their definitions out.
+
+    scorer = Scorer(EvalConfig(judge_dir=..., extractors=("judge",)))   # preflight happens here
+    reference = scorer.reference(ReferenceSet(...), template=prompt_set.template)
+    result = scorer.score(images, prompts, reference, attrs=..., template=...)
+    result.metrics   # {"fid/judge": ..., "clip_score/judge": ..., "attr_acc/judge/color": ...}
+
+Metric names carry the model that produced them. Every metric's definition (extractor and weights
+hash, CLIP model and tag, score convention, preprocessing and quantisation, counts, bootstrap
+settings, seed range) is in ``result.params``; judge metrics are listed in ``result.unreliable``
+when the judge fails its validity check.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from evaluation.attributes import AttributeAccuracy, attribute_accuracy
+from evaluation.clip_model import ClipModel
+from evaluation.clip_score import ClipScoreConvention, clip_score
+from evaluation.config import EvalConfig
+from evaluation.distribution import distribution_metrics
+from evaluation.features import extract_features, load_extractor, resolve_extractor
+from evaluation.images import POLICY, to_uint8
+from evaluation.judge import JUDGE, Validity, judge_validity
+from evaluation.preflight import Plan, preflight
+from evaluation.prompt_sets import CaptionTemplate
+from evaluation.refstats import ReferenceCache, ReferenceFeatures, ReferenceKey
+
+Batch = Mapping[str, object]
+
+
+@dataclass(frozen=True)
+class ReferenceSet:
+    """Real images to compare against, described well enough to cache their features.
+
+    ``fingerprint``: the dataset's config (with its renderer/data version); ``batches()`` yields
+    data batches ``{"image": (B, 3, H, W) float in [-1, 1] or uint8, "attrs": {name: [...]}}``
+    and is called only when some extractor's features are not cached.
+    """
+
+    fingerprint: Mapping[str, object]
+    split: str
+    resolution: int
+    n: int
+    batches: Callable[[], Iterable[Batch]]
+
+
+@dataclass(frozen=True)
+class Reference:
+    features: dict[str, ReferenceFeatures]
+    validity: Validity | None
+
+
+@dataclass
+class ScoreResult:
+    metrics: dict[str, float]
+    params: dict[str, object]
+    per_item: dict[str, np.ndarray] = field(default_factory=dict)
+    validity: Validity | None = None
+
+    @property
+    def unreliable(self) -> list[str]:
+        """Judge metrics, when the judge failed its validity threshold."""
+        if self.validity is None or self.validity.reliable:
+            return []
+        return [name for name in self.metrics if f"/{JUDGE}" in name]
+
+
+def _rows(attrs: Mapping[str, Sequence[str]]) -> list[dict[str, str]]:
+    """Column-wise batch attrs {name: [values]} -> one dict per image."""
+    names = list(attrs)
+    return [dict(zip(names, values)) for values in zip(*(attrs[name] for name in names))]
+
+
+class Scorer:
+    """Holds the loaded models so several settings of one evaluation reuse them."""
+
+    def __init__(self, config: EvalConfig, plan: Plan | None = None) -> None:
+        self.config = config
+        self.plan = plan if plan is not None else preflight(config)
+        self.judge = ClipModel(self.plan.judge, config.device) if self.plan.judge is not None else None
+        self.clip_models = {label: ClipModel(r, config.device) for label, r in self.plan.clip_models.items()}
+        self._networks = {
+            name: load_extractor(e, config.device) for name, e in self.plan.extractors.items() if name != JUDGE
+        }
+        # Reference features also for the judge when it only scores prompts: its validity needs them.
+        self._reference_extractors = dict(self.plan.extractors)
+        if self.judge is not None and JUDGE not in self._reference_extractors:
+            self._reference_extractors[JUDGE] = resolve_extractor(JUDGE, judge_dir=config.judge_dir)
+        self.cache = ReferenceCache(config.cache_dir)
+
+    def features(self, name: str, images: torch.Tensor) -> torch.Tensor:
+        """Features of uint8 images from extractor ``name``."""
+        if name == JUDGE:
+            return self.judge.encode_images(images, self.config.batch_size)
+        return extract_features(self._networks[name], images, self.config.batch_size)
+
+    def reference(self, reference: ReferenceSet, template: CaptionTemplate | None = None) -> Reference:
+        """Reference features per extractor (cached), and the judge's validity on them."""
+        keys = {
+            name: ReferenceKey(
+                dict(reference.fingerprint),
+                reference.split,
+                reference.resolution,
+                e.fidelity_name + ":" + e.layer,
+                e.weights_sha256,
+                e.preprocessing,
+                POLICY.as_params(),
+                reference.n,
+            )
+            for name, e in self._reference_extractors.items()
+        }
+        missing = [name for name, key in keys.items() if not self.cache.path(key).is_file()]
+        computed = self._reference_features(reference, missing) if missing else {}
+        features = {name: self.cache.load_or_compute(key, lambda n=name: computed[n]) for name, key in keys.items()}
+        return Reference(features, self._validity(reference, features, template))
+
+    def _reference_features(
+        self, reference: ReferenceSet, names: list[str]
+    ) -> dict[str, tuple[torch.Tensor, dict[str, list] | None]]:
+        """One pass over the reference batches for every extractor in ``names``; also collects attrs."""
+        chunks: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+        attrs: dict[str, list] = {}
+        for batch in reference.batches():
+            images, _ = to_uint8(batch["image"], "reference images")
+            for name in names:
+                chunks[name].append(self.features(name, images))
+            for attr, values in dict(batch.get("attrs") or {}).items():
+                attrs.setdefault(attr, []).extend(values)
+        return {name: (torch.cat(chunks[name]), attrs or None) for name in names}
+
+    def _validity(
+        self, reference: ReferenceSet, features: dict[str, ReferenceFeatures], template: CaptionTemplate | None
+    ) -> Validity | None:
+        if self.judge is None or template is None:
+            return None
+        attrs = features[JUDGE].attrs
+        if not attrs:
+            raise ValueError(f"judge validity needs attrs in the {reference.split} batches; none were given")
+        accuracy = attribute_accuracy(features[JUDGE].features, _rows(attrs), template, self.judge.encode_texts)
+        return judge_validity(accuracy, self.config.validity_threshold)
+
+    def score(
+        self,
+        images: torch.Tensor,
+        prompts: Sequence[str],
+        reference: Reference | None = None,
+        *,
+        attrs: Sequence[Mapping[str, str]] | None = None,
+        template: CaptionTemplate | None = None,
+        attr_metric: str | None = None,
+        seeds: Sequence[int] | None = None,
+    ) -> ScoreResult:
+        """Score generated ``images`` (float [-1, 1] or uint8) made from ``prompts``.
+
+        ``attrs`` + ``template`` add attribute accuracy named ``<attr_metric>/judge/<attribute>``
+        (default ``attr_acc``, or ``retrieval_acc`` for multi-object templates).
+        """
+        start = time.perf_counter()
+        if len(prompts) != len(images):
+            raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
+        pixels, clamped = to_uint8(images, "generated images")
+        metrics: dict[str, float] = {}
+        params: dict[str, object] = {
+            "images": {**POLICY.as_params(), "clamped_fraction": clamped, "n_images": len(images),
+                       "height": int(images.shape[-2]), "width": int(images.shape[-1])},
+            **self.plan.params,
+        }
+        if seeds is not None:
+            params["images"]["seed_range"] = [int(min(seeds)), int(max(seeds))]
+        per_item: dict[str, np.ndarray] = {}
+        judge_embeddings = self.judge.encode_images(pixels, self.config.batch_size) if self.judge is not None else None
+        if reference is not None:
+            for name, extractor in self.plan.extractors.items():
+                generated = judge_embeddings if name == JUDGE else self.features(name, pixels)
+                values, definitions = distribution_metrics(
+                    generated,
+                    reference.features[name].features,
+                    extractor.name,
+                    bootstrap=self.config.bootstrap,
+                    seed=self.config.seed,
+                    level=self.config.level,
+                    kid_subsets=self.config.kid_subsets,
+                    kid_subset_size=self.config.kid_subset_size,
+                    device=self.config.device,
+                )
+                metrics.update(values)
+                params.update({key: {**value, **extractor.params} for key, value in definitions.items()})
+        convention = ClipScoreConvention(self.config.clip_score_weight, self.config.prompt_prefix)
+        scorers = [(JUDGE, self.judge, judge_embeddings)] if self.judge is not None else []
+        scorers += [(label, model, None) for label, model in self.clip_models.items()]
+        for label, model, embeddings in scorers:
+            embeddings = embeddings if embeddings is not None else model.encode_images(pixels, self.config.batch_size)
+            result = clip_score(model, embeddings, prompts, convention)
+            metrics[f"clip_score/{label}"] = result.mean
+            metrics[f"clip_score/{label}/se"] = result.standard_error
+            params[f"clip_score/{label}"] = result.params
+            per_item[f"clip_score/{label}"] = result.per_image
+        if attrs is not None:
+            if self.judge is None or template is None:
+                raise ValueError("attribute accuracy needs the judge (judge_dir) and the prompt set's template")
+            prefix = f"{attr_metric or ('retrieval_acc' if template.multi_object else 'attr_acc')}/{JUDGE}"
+            accuracy: AttributeAccuracy = attribute_accuracy(judge_embeddings, attrs, template, self.judge.encode_texts)
+            metrics.update(accuracy.metrics(prefix))
+            per_item.update({f"{prefix}/{name}": flags for name, flags in accuracy.correct.items()})
+            params[prefix] = {"template": template.template, "judge": self.judge.params, "n_images": len(attrs)}
+        metrics["cost/score_seconds"] = time.perf_counter() - start
+        return ScoreResult(metrics, params, per_item, reference.validity if reference is not None else None)

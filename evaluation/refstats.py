@@ -1,0 +1,93 @@
+"""Reference features and statistics cached on disk under a content hash.
+
+The key covers everything that changes the numbers: the dataset's fingerprint (its config,
+including the renderer version), split, resolution, extractor with its weights' hash and
+preprocessing, the quantisation policy, the sample count and this code's version. torch-fidelity
+names its cache by input name only, so a changed renderer would silently reuse stale statistics;
+here any change is a different file. Files are safetensors (no pickle) written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+import torch
+import torch_fidelity
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from evaluation.fid import GaussianStats
+
+# Bump when feature extraction, quantisation or the stored statistics change meaning.
+CODE_VERSION = "evaluation-refstats-1"
+
+
+def canonical_json(value: object) -> str:
+    """Deterministic JSON (sorted keys, no whitespace); raises on values JSON cannot represent."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+@dataclass(frozen=True)
+class ReferenceKey:
+    dataset: Mapping[str, object]
+    split: str
+    resolution: int
+    extractor: str
+    weights_sha256: str
+    preprocessing: str
+    quantisation: Mapping[str, object]
+    n: int
+    code_version: str = field(default=f"{CODE_VERSION}/torch-fidelity-{torch_fidelity.__version__}")
+
+    def digest(self) -> str:
+        return hashlib.sha256(canonical_json(asdict(self)).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ReferenceFeatures:
+    """Features (n, d) of the reference images, their float64 Gaussian stats, and their attributes."""
+
+    features: torch.Tensor
+    stats: GaussianStats
+    attrs: dict[str, list] | None
+    path: Path
+
+
+Compute = Callable[[], tuple[torch.Tensor, dict[str, list] | None]]
+
+
+class ReferenceCache:
+    """``load_or_compute(key, compute)``: read ``<root>/<digest>.safetensors`` or compute and write it."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, key: ReferenceKey) -> Path:
+        return self.root / f"{key.digest()}.safetensors"
+
+    def load_or_compute(self, key: ReferenceKey, compute: Compute) -> ReferenceFeatures:
+        path = self.path(key)
+        if path.is_file():
+            return self._read(path)
+        features, attrs = compute()
+        if len(features) != key.n:
+            raise ValueError(f"reference produced {len(features)} feature rows, the key says n={key.n}")
+        stats = GaussianStats.from_features(features)
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tensors = {"features": features.float().contiguous(), "mu": stats.mu.cpu(), "sigma": stats.sigma.cpu().contiguous()}
+        save_file(tensors, str(tmp), metadata={"key": canonical_json(asdict(key)), "attrs": json.dumps(attrs)})
+        os.replace(tmp, path)
+        return ReferenceFeatures(tensors["features"], stats, attrs, path)
+
+    @staticmethod
+    def _read(path: Path) -> ReferenceFeatures:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata()
+            features, mu, sigma = (handle.get_tensor(name) for name in ("features", "mu", "sigma"))
+        return ReferenceFeatures(features, GaussianStats(mu, sigma, len(features)), json.loads(metadata["attrs"]), path)
