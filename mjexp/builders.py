@@ -1,0 +1,139 @@
+"""Config -> components. Components are chosen by ``name`` from the fixed registries below.
+
+These registries are the whole set of classes a config can instantiate: a saved config loaded
+back for sampling or evaluation can name nothing else (see :func:`check_loaded_config`), so a
+downloaded checkpoint cannot smuggle in an arbitrary ``_target_``.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from omegaconf import DictConfig, OmegaConf
+
+from mjexp.diffusion.schedules import NoiseSchedule
+from mjexp.diffusion.unet import UNet, UNetSpec
+from mjexp.text.base import TextEncoder
+
+DATA_MODULES: dict[str, str] = {
+    "shapes": "mjexp.data.shapes:ShapesDataModule",
+    "digits": "mjexp.data.digits:DigitsDataModule",
+    "imagefolder": "mjexp.data.imagefolder:ImageFolderDataModule",
+    "cifar10": "mjexp.data.cifar:CIFAR10DataModule",
+}
+TEXT_ENCODERS: tuple[str, ...] = ("tiny", "open_clip", "hf", "domain_clip")
+
+
+def _plain(cfg: Any) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+
+
+def _load(path: str) -> Callable[..., Any]:
+    module, name = path.split(":")
+    return getattr(import_module(module), name)
+
+
+def check_loaded_config(config: Mapping[str, Any], source: str) -> None:
+    """Refuse a saved config that names anything outside the registries."""
+
+    def walk(node: Any, key: str) -> None:
+        if isinstance(node, Mapping):
+            for k, v in node.items():
+                if k == "_target_":
+                    raise ValueError(
+                        f"{source}: refusing to load a config with '_target_' at {key or '<root>'} ({v!r}); "
+                        "mjexp builds components by name from a fixed registry and never instantiates "
+                        "classes named by a saved config"
+                    )
+                walk(v, f"{key}.{k}" if key else str(k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{key}[{i}]")
+
+    walk(config, "")
+    data_name = (config.get("data") or {}).get("name")
+    text_name = (config.get("text_encoder") or {}).get("name")
+    if data_name not in DATA_MODULES:
+        raise ValueError(f"{source}: data.name={data_name!r} is not one of {sorted(DATA_MODULES)}")
+    if text_name not in TEXT_ENCODERS:
+        raise ValueError(f"{source}: text_encoder.name={text_name!r} is not one of {list(TEXT_ENCODERS)}")
+
+
+def build_datamodule(data_cfg: Any) -> Any:
+    """The LightningDataModule named by ``data.name``."""
+    kwargs = _plain(data_cfg)
+    name = kwargs.pop("name")
+    if name not in DATA_MODULES:
+        raise ValueError(f"unknown data {name!r}; choose one of {sorted(DATA_MODULES)}")
+    return _load(DATA_MODULES[name])(**kwargs)
+
+
+def domain_clip_settings(text_cfg: Any) -> Any:
+    """The trainer recipe part of a ``domain_clip`` text-encoder config."""
+    from mjexp.text.clip_module import DomainClipConfig
+
+    kwargs = _plain(text_cfg)
+    for key in ("name", "seed", "cache_dir", "path"):
+        kwargs.pop(key, None)
+    return DomainClipConfig(**kwargs)
+
+
+def train_or_reuse_domain_clip(text_cfg: Any, datamodule: Any, split: str = "train", seed: int | None = None) -> Path:
+    """Folder of the domain CLIP for this data (trained now, or reused from the cache)."""
+    from mjexp.text.clip_train import train_domain_clip
+
+    settings = _plain(text_cfg)
+    return Path(
+        train_domain_clip(
+            datamodule, domain_clip_settings(text_cfg), settings["cache_dir"], split=split,
+            seed=settings["seed"] if seed is None else seed,
+        )
+    )
+
+
+def resolve_package_path(name_or_path: str) -> str:
+    """``pkg:<package>/<folder>`` -> that folder inside an installed package (models shipped in wheels)."""
+    if not name_or_path.startswith("pkg:"):
+        return name_or_path
+    package, _, inner = name_or_path[len("pkg:") :].partition("/")
+    try:
+        root = Path(import_module(package).__file__).parent
+    except ImportError:
+        raise ValueError(f"{name_or_path}: package {package!r} is not installed (run `make install`)") from None
+    folder = root / inner
+    if not folder.exists():
+        raise ValueError(f"{name_or_path}: {folder} does not exist")
+    return str(folder)
+
+
+def build_text_encoder(text_cfg: Any, domain_clip_path: str | Path | None = None) -> TextEncoder:
+    """The encoder named by ``text_encoder.name``; ``domain_clip`` needs its trained folder."""
+    from mjexp.text.encoders import build_text_encoder as build
+
+    kwargs = _plain(text_cfg)
+    name = kwargs.pop("name")
+    if "name_or_path" in kwargs:
+        kwargs["name_or_path"] = resolve_package_path(kwargs["name_or_path"])
+    if name == "domain_clip":
+        if domain_clip_path is None:
+            raise ValueError("text_encoder=domain_clip needs a trained folder (train_or_reuse_domain_clip)")
+        return build("domain_clip", path=str(domain_clip_path))
+    return build(name, **kwargs)
+
+
+def build_schedule(schedule_cfg: Any, resolution: int) -> NoiseSchedule:
+    """The noise schedule, with the resolution-dependent SNR shift applied when configured."""
+    kwargs = _plain(schedule_cfg)
+    base = kwargs.pop("snr_shift_base_resolution", 0)
+    shift = (base / resolution) ** 2 if base else 1.0
+    return NoiseSchedule(snr_shift=shift, **kwargs)
+
+
+def build_unet(unet_cfg: Any, encoder: TextEncoder, parameterization: str, image_channels: int = 0) -> UNet:
+    """A U-Net whose cross-attention width matches the text encoder."""
+    spec = UNetSpec(
+        context_dim=encoder.dim, pooled_dim=encoder.pooled_dim, image_channels=image_channels, **_plain(unet_cfg)
+    )
+    return UNet(spec, parameterization=parameterization)

@@ -1,0 +1,73 @@
+"""Safe, atomic checkpoint files.
+
+- Loading always uses ``torch.load(weights_only=True)``: a checkpoint is data, never code.
+- Saving writes a temporary file next to the target, fsyncs it and renames it over the target,
+  so a crash mid-save leaves the previous checkpoint intact, never a truncated one.
+- A checkpoint that cannot be read (zero bytes, truncated, corrupted, or a pickle that asks to
+  run code) raises :class:`CheckpointError` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be used; the message names it and why."""
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Run ``write(tmp)`` on a temp file in the target's folder, fsync, then rename onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_torch_file(path: str | Path, map_location: Any = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` with one clear error for every way a file can be bad."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); it was probably cut off while being written")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - every failure becomes one message naming the file
+        text = str(error)
+        if "Weights only load failed" in text or "Unsupported global" in text or "Unsupported operand" in text:
+            reason = "it contains pickled code or objects, which are never executed (weights_only=True)"
+        else:
+            reason = f"it is truncated or corrupted ({type(error).__name__}: {text.splitlines()[0][:200]})"
+        raise CheckpointError(f"cannot load checkpoint {path}: {reason}") from None
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning CheckpointIO: atomic saves and ``weights_only=True`` loads."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
+        atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+
+    def load_checkpoint(
+        self, path: Any, map_location: Optional[Any] = "cpu", weights_only: Optional[bool] = True
+    ) -> dict[str, Any]:
+        return load_torch_file(path, map_location=map_location)

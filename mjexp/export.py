@@ -1,0 +1,155 @@
+"""Export folders and loading a trained model from any checkpoint reference.
+
+An export folder is what sampling and evaluation consume and what MLflow stores:
+
+    config.yaml          the resolved training config (rebuilds the model; names the data)
+    ema.safetensors      EMA weights (``unet.*`` and, for a trained text encoder, ``text_encoder.*``)
+    raw.safetensors      the raw (non-averaged) weights, same keys
+    text_encoder/        the domain CLIP folder, when the model is conditioned on one
+
+A checkpoint reference (``ckpt=`` in sample/eval) is an export folder, a Lightning ``.ckpt``
+(loaded with ``weights_only=True``), or ``mlflow:<run_id>`` (the run's ``export`` artifact).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import torch
+from omegaconf import OmegaConf
+from safetensors.torch import load_file, save_file
+
+from mjexp.builders import build_schedule, build_text_encoder, build_unet, check_loaded_config
+from mjexp.checkpoint_io import CheckpointError, atomic_write, load_torch_file
+from mjexp.diffusion.schedules import NoiseSchedule
+from mjexp.diffusion.unet import UNet
+from mjexp.text.base import TextEncoder
+
+Weights = Literal["ema", "raw"]
+CONFIG_FILE = "config.yaml"
+TEXT_ENCODER_DIR = "text_encoder"
+
+
+@dataclass
+class LoadedModel:
+    """Everything sampling needs: networks, schedule and the config they came from."""
+
+    unet: UNet
+    text_encoder: TextEncoder
+    schedule: NoiseSchedule
+    parameterization: str
+    config: dict[str, Any]
+    source: str
+
+
+def model_state(unet: torch.nn.Module, text_encoder: TextEncoder) -> dict[str, torch.Tensor]:
+    """The weights an export stores: the U-Net, plus the text encoder when it was trained here."""
+    state = {f"unet.{k}": v for k, v in unet.state_dict().items()}
+    if text_encoder.trainable:
+        state.update({f"text_encoder.{k}": v for k, v in text_encoder.state_dict().items()})
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
+def export_model(module: Any, config: Mapping[str, Any], folder: str | Path, domain_clip_path: Path | None) -> Path:
+    """Write an export folder for a trained :class:`~mjexp.diffusion.module.DiffusionModule`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for weights in ("ema", "raw"):
+        unet, encoder = module.sampling_networks(weights)
+        state = model_state(unet, encoder)
+        atomic_write(folder / f"{weights}.safetensors", lambda tmp, s=state: save_file(s, str(tmp)))
+    if domain_clip_path is not None:
+        target = folder / TEXT_ENCODER_DIR
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(domain_clip_path, target)
+    atomic_write(folder / CONFIG_FILE, lambda tmp: tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(dict(config)))))
+    return folder
+
+
+def resolve_reference(ref: str, download_dir: str | Path | None = None) -> Path:
+    """Turn ``mlflow:<run_id>`` into a local export folder; paths are returned as they are."""
+    if ref.startswith("mlflow:"):
+        import mlflow
+
+        run_id = ref[len("mlflow:") :]
+        target = Path(download_dir or tempfile.mkdtemp(prefix="mjexp-export-"))
+        try:
+            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="export", dst_path=str(target))
+        except Exception as error:  # noqa: BLE001 - one message naming the run
+            raise CheckpointError(
+                f"cannot fetch the 'export' artifact of MLflow run {run_id} "
+                f"(tracking URI {mlflow.get_tracking_uri()}): {error}"
+            ) from None
+        return Path(local)
+    path = Path(ref)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint reference {ref} does not exist (expected an export folder, a .ckpt or mlflow:<run_id>)")
+    return path
+
+
+def _load_state(path: Path, weights: Weights) -> tuple[dict[str, Any], dict[str, torch.Tensor], Path | None]:
+    """(config, weights with ``unet.``/``text_encoder.`` keys, domain CLIP folder or None)."""
+    if path.is_dir():
+        config_file, weights_file = path / CONFIG_FILE, path / f"{weights}.safetensors"
+        for needed in (config_file, weights_file):
+            if not needed.is_file():
+                raise CheckpointError(f"{path} is not an export folder: {needed.name} is missing")
+        config = OmegaConf.to_container(OmegaConf.load(config_file), resolve=True)
+        clip_dir = path / TEXT_ENCODER_DIR
+        return config, load_file(str(weights_file)), clip_dir if clip_dir.is_dir() else None
+    checkpoint = load_torch_file(path)
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "mjexp_config" not in checkpoint:
+        raise CheckpointError(f"{path} is not an mjexp training checkpoint (no state_dict / mjexp_config)")
+    prefixes = {"ema": ("ema_unet.averaged.", "ema_text_encoder.averaged."), "raw": ("unet.", "text_encoder.")}[weights]
+    state: dict[str, torch.Tensor] = {}
+    for source_prefix, target_prefix in zip(prefixes, ("unet.", "text_encoder.")):
+        for key, value in checkpoint["state_dict"].items():
+            if key.startswith(source_prefix):
+                state[target_prefix + key[len(source_prefix) :]] = value
+    config = checkpoint["mjexp_config"]
+    clip = config.get("text_encoder", {}).get("path")
+    return config, state, Path(clip) if clip else None
+
+
+def load_state_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], what: str, source: str) -> None:
+    """``load_state_dict`` whose error names every missing, unexpected and mis-shaped key."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+        if shapes:
+            parts.append(f"shape mismatches {shapes[:5]}{' ...' if len(shapes) > 5 else ''}")
+        raise CheckpointError(
+            f"{source} does not fit this {what} configuration ({'; '.join(parts)}); was it trained with a different "
+            "unet / text_encoder config?"
+        )
+    module.load_state_dict(state)
+
+
+def load_model(ref: str | Path, weights: Weights = "ema", download_dir: str | Path | None = None) -> LoadedModel:
+    """Rebuild the trained networks from an export folder, a ``.ckpt`` or ``mlflow:<run_id>``."""
+    if weights not in ("ema", "raw"):
+        raise ValueError(f"weights={weights!r} must be ema or raw")
+    path = resolve_reference(str(ref), download_dir)
+    config, state, clip_dir = _load_state(path, weights)
+    check_loaded_config(config, str(path))
+    encoder = build_text_encoder(config["text_encoder"], domain_clip_path=clip_dir)
+    parameterization = config["diffusion"]["parameterization"]
+    unet = build_unet(config["unet"], encoder, parameterization)
+    load_state_strict(unet, {k[5:]: v for k, v in state.items() if k.startswith("unet.")}, "U-Net", str(path))
+    if encoder.trainable:
+        encoder_state = {k[len("text_encoder.") :]: v for k, v in state.items() if k.startswith("text_encoder.")}
+        load_state_strict(encoder, encoder_state, "text encoder", str(path))
+    schedule = build_schedule(config["schedule"], config["data"]["resolution"])
+    return LoadedModel(unet.eval(), encoder.eval(), schedule, parameterization, config, str(path))

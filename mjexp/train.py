@@ -1,0 +1,23 @@
+"""``python -m mjexp.train [+experiment=NAME] [group=option ...] [key=value ...]``."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from mjexp.config import register_configs
+
+register_configs()
+
+
+@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    from mjexp.training import run_training
+
+    metrics = run_training(cfg)
+    # The returned value is what a Hydra sweeper optimises.
+    return metrics.get("val/loss")
+
+
+if __name__ == "__main__":
+    main()

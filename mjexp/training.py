@@ -1,0 +1,252 @@
+"""The training run behind ``python -m mjexp.train``: validate, build, fit, export, evaluate.
+
+One MLflow parent run per invocation holds the whole story: the resolved config as params, the
+domain-CLIP retrieval accuracy, the training curves, the exported weights and, when
+``evaluate=true``, the evaluation of ``eval.grid`` in nested runs. A failure marks the run FAILED
+with its error; what was already written (checkpoints, journal) stays on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from mjexp.builders import (
+    build_datamodule,
+    build_schedule,
+    build_text_encoder,
+    build_unet,
+    train_or_reuse_domain_clip,
+)
+from mjexp.checkpoint_io import CheckpointError, SafeCheckpointIO, load_torch_file
+from mjexp.config import validate
+from mjexp.diffusion.module import DiffusionModule, OptimSettings
+from mjexp.export import export_model
+from mjexp.tracking.journal import JOURNAL_NAME, Journal
+from mjexp.tracking.lightning import SafeMLFlowLogger
+from mjexp.tracking.mlflow import Tracker, resolve_tracking_uri
+from mjexp.tracking.provenance import provenance_tags, write_provenance_files
+
+RUN_INFO = "run.json"
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclass
+class Resume:
+    """Where a resumed training continues: its checkpoint, output folder and MLflow run."""
+
+    checkpoint: Path
+    output_dir: Path
+    run_id: str | None
+
+
+def readable_checkpoint(folder: Path) -> Path:
+    """``last.ckpt`` if it loads, else the newest step checkpoint that does (with a warning)."""
+    candidates = [folder / "last.ckpt"] + sorted(folder.glob("step=*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    problems = []
+    for candidate in candidates:
+        if not candidate.exists():
+            continue
+        try:
+            load_torch_file(candidate)
+        except CheckpointError as error:
+            problems.append(str(error))
+            continue
+        if problems:
+            warnings.warn("; ".join(problems) + f"; resuming from {candidate} instead", stacklevel=2)
+        return candidate
+    raise CheckpointError(
+        f"no readable checkpoint in {folder}" + (": " + "; ".join(problems) if problems else "")
+    )
+
+
+def resolve_resume(ckpt_path: str | None, output_dir: Path) -> Resume | None:
+    """``last``: the newest run of this experiment (same output root) with checkpoints; or a path."""
+    if not ckpt_path:
+        return None
+    if ckpt_path == "last":
+        own = output_dir / CHECKPOINT_DIR
+        siblings = [p for p in output_dir.parent.glob(f"*/{CHECKPOINT_DIR}") if p != own and any(p.glob("*.ckpt"))]
+        folders = [own] if any(own.glob("*.ckpt")) else sorted(siblings, key=lambda p: p.stat().st_mtime, reverse=True)
+        if not folders:
+            raise CheckpointError(
+                f"ckpt_path=last: no checkpoints under {output_dir.parent}/*/{CHECKPOINT_DIR}; "
+                "pass ckpt_path=PATH to a .ckpt file"
+            )
+        checkpoint = readable_checkpoint(folders[0])
+    else:
+        checkpoint = Path(ckpt_path)
+        load_torch_file(checkpoint)  # fail now, naming the file, if it is unusable
+    run_dir = checkpoint.resolve().parent.parent
+    info = run_dir / RUN_INFO
+    run_id = json.loads(info.read_text()).get("mlflow_run_id") if info.exists() else None
+    return Resume(checkpoint, run_dir, run_id)
+
+
+def open_tracker(cfg: DictConfig, output_dir: Path, resume: Resume | None) -> Tracker:
+    """The invocation's parent MLflow run (the resumed one when continuing a training)."""
+    launch_dir = Path.cwd()
+    uri = resolve_tracking_uri(cfg.tracking.tracking_uri, launch_dir)
+    experiment = cfg.tracking.experiment or cfg.name
+    run_name = cfg.tracking.run_name or output_dir.name
+    tags = {**provenance_tags(Path(__file__).resolve().parent.parent), "mjexp.output_dir": str(output_dir)}
+    tracker = Tracker(
+        uri, experiment, run_name, Journal(output_dir / JOURNAL_NAME), tags=tags,
+        resume_run_id=resume.run_id if resume else None, enabled=cfg.tracking.enabled,
+    )
+    (output_dir / RUN_INFO).write_text(
+        json.dumps({"mlflow_run_id": tracker.run_id, "tracking_uri": uri, "experiment": experiment}, indent=2)
+    )
+    return tracker
+
+
+def build_trainer(cfg: DictConfig, output_dir: Path, logger: Any) -> L.Trainer:
+    t = cfg.trainer
+    checkpoints = ModelCheckpoint(
+        dirpath=output_dir / CHECKPOINT_DIR,
+        filename="step={step:06d}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=t.checkpoint_every_n_steps,
+        save_last=True,
+        save_top_k=2,
+        monitor="step",
+        mode="max",
+    )
+    return L.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        max_steps=t.max_steps,
+        max_epochs=-1,
+        val_check_interval=t.val_check_interval,
+        check_val_every_n_epoch=None,
+        log_every_n_steps=t.log_every_n_steps,
+        gradient_clip_val=t.gradient_clip_val or None,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        num_sanity_val_steps=t.num_sanity_val_steps,
+        limit_val_batches=t.limit_val_batches,
+        enable_progress_bar=t.enable_progress_bar,
+        enable_model_summary=False,
+        logger=logger,
+        callbacks=[checkpoints, LearningRateMonitor(logging_interval="step")],
+        plugins=[SafeCheckpointIO()],
+        default_root_dir=output_dir,
+    )
+
+
+def build_module(cfg: DictConfig, encoder: Any, run_config: dict[str, Any]) -> DiffusionModule:
+    schedule = build_schedule(cfg.schedule, cfg.data.resolution)
+    unet = build_unet(cfg.unet, encoder, cfg.diffusion.parameterization)
+    d, o = cfg.diffusion, cfg.optim
+    return DiffusionModule(
+        unet,
+        encoder,
+        schedule,
+        parameterization=d.parameterization,
+        loss_weighting=d.loss_weighting,
+        min_snr_gamma=d.min_snr_gamma,
+        cond_dropout=d.cond_dropout,
+        ema_max_decay=d.ema_max_decay,
+        ema_power=d.ema_power,
+        optim=OptimSettings(
+            lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas), warmup_steps=o.warmup_steps,
+            schedule=o.schedule, min_lr_ratio=o.min_lr_ratio, total_steps=cfg.trainer.max_steps,
+        ),
+        nonfinite_loss=d.nonfinite_loss,
+        run_config=run_config,
+    )
+
+
+def first_and_last(tracker: Tracker, key: str) -> tuple[float, float] | None:
+    """First and last logged value of a metric, read back from the journal (works offline)."""
+    values = [
+        (event.get("step") or 0, event["metrics"][key])
+        for event in tracker.journal.events()
+        if event["event"] == "metrics" and key in event.get("metrics", {})
+    ]
+    if not values:
+        return None
+    values.sort(key=lambda item: item[0])
+    return values[0][1], values[-1][1]
+
+
+def run_training(cfg: DictConfig) -> dict[str, float]:
+    """Train (or resume), export, optionally evaluate; returns the final metrics."""
+    validate(cfg)
+    resume = resolve_resume(cfg.ckpt_path, Path(cfg.output_dir))
+    output_dir = resume.output_dir if resume else Path(cfg.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    tracker = open_tracker(cfg, output_dir, resume)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        if resume is None:
+            tracker.log_params({k: v for k, v in resolved.items() if k != "output_dir"})
+            config_file = output_dir / "config.yaml"
+            config_file.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            tracker.log_artifact(config_file)
+            for path in write_provenance_files(Path(__file__).resolve().parent.parent, output_dir / "provenance"):
+                tracker.log_artifact(path, "provenance")
+        else:
+            print(f"Resuming from {resume.checkpoint} (output folder {output_dir})")
+        datamodule = build_datamodule(cfg.data)
+        clip_path = None
+        if cfg.text_encoder.name == "domain_clip":
+            print("Text encoder: domain CLIP (trained on the train split, or reused from the cache)...")
+            clip_path = train_or_reuse_domain_clip(cfg.text_encoder, datamodule)
+            from mjexp.text.clip_train import read_metrics
+
+            clip_metrics = read_metrics(clip_path)
+            tracker.log_metrics({"text_encoder/val_retrieval_top1": clip_metrics["val_retrieval_top1"]})
+            resolved["text_encoder"]["path"] = str(clip_path)
+        encoder = build_text_encoder(cfg.text_encoder, domain_clip_path=clip_path)
+        module = build_module(cfg, encoder, resolved)
+        trainer = build_trainer(cfg, output_dir, SafeMLFlowLogger(tracker))
+        if resume is None:
+            # A step-0 validation gives the untrained baseline that the final val/loss is judged against.
+            trainer.validate(module, datamodule=datamodule, verbose=False)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume.checkpoint) if resume else None)
+
+        export_dir = export_model(module, resolved, output_dir / "export", clip_path)
+        tracker.log_artifact(export_dir, "export")
+        results = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
+        if cfg.evaluate and cfg.eval.grid:
+            from mjexp.evaluate import evaluate_grid
+
+            results.update(evaluate_grid(cfg, export_dir, tracker, output_dir / "eval"))
+        tracker.finish("FINISHED")
+    except BaseException as error:
+        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+        tracker.finish(status, error="".join(traceback.format_exception_only(type(error), error)).strip())
+        raise
+    print_summary(tracker, output_dir, export_dir)
+    return results
+
+
+def print_summary(tracker: Tracker, output_dir: Path, export_dir: Path) -> None:
+    val = first_and_last(tracker, "val/loss")
+    lines = [
+        "",
+        "Done.",
+        f"  MLflow:  {tracker.ui_hint}" if tracker.run_id else f"  MLflow:  not reached; sync later with: python -m mjexp.tracking.sync {output_dir}",
+        f"  Weights: {export_dir} (ema.safetensors, raw.safetensors, config.yaml)",
+        f"  Outputs: {output_dir}",
+    ]
+    if val:
+        lines.insert(2, f"  val/loss: first {val[0]:.4f} -> last {val[1]:.4f} ({100 * val[1] / val[0]:.0f}%)")
+    grids = output_dir / "eval" / "grids"
+    if grids.exists():
+        lines.append(f"  Grids:   {grids}")
+    print("\n".join(lines))
+
