@@ -75,7 +75,7 @@ def domain_clip_settings(text_cfg: Any) -> Any:
     from mjexp.text.clip_module import DomainClipConfig
 
     kwargs = _plain(text_cfg)
-    for key in ("name", "seed", "cache_dir", "path"):
+    for key in ("name", "seed", "cache_dir", "path", "enabled"):
         kwargs.pop(key, None)
     return DomainClipConfig(**kwargs)
 
@@ -137,3 +137,18 @@ def build_unet(unet_cfg: Any, encoder: TextEncoder, parameterization: str, image
         context_dim=encoder.dim, pooled_dim=encoder.pooled_dim, image_channels=image_channels, **_plain(unet_cfg)
     )
     return UNet(spec, parameterization=parameterization)
+
+
+def sampling_settings(sampling_cfg: Any) -> tuple[Any, Any, Any, str]:
+    """(SamplerSettings, Guidance, HiresSettings, negative prompt) from the sampler/guidance/hires groups."""
+    from mjexp.sampling import Guidance, HiresSettings, SamplerSettings
+
+    s, g, h = (_plain(sampling_cfg[key]) for key in ("sampler", "guidance", "hires"))
+    sampler = SamplerSettings(**s)
+    negative = g.pop("negative_prompt", "")
+    for key in ("interval", "ramp_sigmas"):
+        if g.get(key) is not None:
+            g[key] = tuple(float(v) for v in g[key])
+    guidance = Guidance(**g)
+    hires = HiresSettings(**h)
+    return sampler, guidance, hires, negative

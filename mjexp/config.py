@@ -202,14 +202,16 @@ class SamplerConfig:
     steps: int = 20
     spacing: str = "trailing"
     karras: bool = False
-    eta: float = 0.0
+    rho: float = 7.0
+    eta: Optional[float] = None  # None: the sampler's own (0 for ddim, 1 for ddpm/euler_ancestral)
 
 
 @dataclass
 class GuidanceConfig:
     scale: float = 3.0
-    schedule: str = "constant"  # constant | linear (ramps from scale_start at sigma_max to scale)
+    schedule: str = "constant"  # constant | linear (log-sigma ramp from scale_start to scale)
     scale_start: Optional[float] = None
+    ramp_sigmas: list[float] = field(default_factory=lambda: [0.1, 10.0])  # [sigma_low, sigma_high]
     rescale: float = 0.0
     interval: Optional[list[float]] = None  # [sigma_low, sigma_high]: guide only inside
     negative_prompt: str = ""
@@ -224,20 +226,36 @@ class HiresConfig:
     strength: float = 0.5
     steps: int = 10
     guidance_scale: Optional[float] = None
-    model: Optional[str] = None
+
+
+@dataclass
+class JudgeConfig(DomainClipTextConfig):
+    """The evaluation judge: a domain CLIP trained on the data's ``judge`` split, own seed."""
+
+    enabled: bool = True
+    seed: int = 1
+    cache_dir: str = ".cache/mjexp/judge"
 
 
 @dataclass
 class EvalConfig:
-    grid: dict[str, Any] = field(default_factory=dict)
-    prompt_set: str = "shapes_single_v1"
-    samples_per_prompt: int = 1
+    grid: dict[str, Any] = field(default_factory=lambda: {"guidance": {"scale": [1.0, 3.0]}})
+    prompt_set: str = "shapes_single_v1"  # a set in evaluation/prompts, a .jsonl path, or "data"
+    samples_per_prompt: int = 4
     max_prompts: int = 0  # 0 = all prompts of the set
+    weights: str = "ema"
     batch_size: int = 256
     grid_prompts: int = 16
-    metrics: list[str] = field(default_factory=lambda: ["fid", "clip_score", "attr_acc"])
     features: list[str] = field(default_factory=lambda: ["judge"])
+    weights_paths: dict[str, str] = field(default_factory=dict)
+    clip_models: list[list[str]] = field(default_factory=list)  # [[open_clip model, tag or file], ...]
+    clip_score_weight: float = 100.0
+    prompt_prefix: str = ""
+    bootstrap: int = 200
     reference_split: str = "test"
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    device: str = "cpu"
+    cache_dir: str = ".cache/mjexp/evaluation"
     seed: int = 0
 
 
@@ -296,8 +314,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "sampler.name": ("ddpm", "ddim", "euler", "euler_ancestral", "heun", "dpmpp_2m"),
     "sampler.spacing": ("leading", "trailing", "linspace"),
     "guidance.schedule": ("constant", "linear"),
-    "hires.upscaler": ("nearest", "bilinear", "bicubic", "model"),
+    "hires.upscaler": ("nearest", "bilinear", "bicubic"),
     "trainer.accelerator": ("cpu", "gpu", "cuda", "mps", "auto"),
+    "eval.weights": ("ema", "raw"),
+    "eval.reference_split": ("test", "val", "train", "judge"),
 }
 
 # (key, lower bound, upper bound, inclusive lower?) for numeric ranges.
@@ -346,6 +366,13 @@ def validate(cfg: DictConfig) -> None:
             bracket = "[" if inclusive else "("
             problems.append(f"{key}={value} is outside {bracket}{low}, {high}]")
     problems += _cross_field_problems(cfg)
+    if _get(cfg, "evaluate") is not False and _get(cfg, "eval.grid") is not None:
+        from mjexp.grid import expand_grid
+
+        try:
+            expand_grid(_get(cfg, "eval.grid"))
+        except ValueError as error:
+            problems.append(str(error))
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 

@@ -245,8 +245,9 @@ def print_summary(tracker: Tracker, output_dir: Path, export_dir: Path) -> None:
     ]
     if val:
         lines.insert(2, f"  val/loss: first {val[0]:.4f} -> last {val[1]:.4f} ({100 * val[1] / val[0]:.0f}%)")
-    grids = output_dir / "eval" / "grids"
-    if grids.exists():
-        lines.append(f"  Grids:   {grids}")
+    report = output_dir / "eval" / "report.html"
+    if report.exists():
+        lines.append(f"  Grids:   {output_dir / 'eval' / 'generated'}/<setting>/grid.png")
+        lines.append(f"  Report:  {report} (report.json, pareto.png)")
     print("\n".join(lines))
 

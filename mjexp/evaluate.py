@@ -1,0 +1,281 @@
+"""Evaluate a trained model over a grid of sampling settings (``eval.grid``) in one invocation.
+
+Shared by ``python -m mjexp.eval`` and the end of ``python -m mjexp.train``. Order of work:
+
+1. Preflight: rebuild the model, load the prompt set, train or reuse the judge (a domain CLIP
+   trained on the data's ``judge`` split with its own seed), resolve every feature extractor and
+   weight file, and compute (or load cached) reference statistics with the judge's validity.
+   Nothing is generated before all of this has succeeded.
+2. For each setting of the grid: generate the prompt set to disk (resumable), score the PNGs as
+   written, log a nested MLflow run with its metrics and a sample grid.
+3. Write ``report.json`` / ``report.html`` / ``pareto.png`` and log them to the parent run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from evaluation import EvalConfig, ReferenceSet, Scorer, load_prompt_set, make_record, paired_difference, write_report
+from evaluation.prompt_sets import PromptSet
+from mjexp.builders import build_datamodule, sampling_settings, train_or_reuse_domain_clip
+from mjexp.export import LoadedModel, load_model
+from mjexp.generation import generate_to_folder, load_images
+from mjexp.grid import DATA_PROMPTS, expand_grid
+from mjexp.sampling.module import GuidanceSampler
+from mjexp.tracking.mlflow import Tracker
+
+def setting_label(overrides: Mapping[str, Any]) -> str:
+    """Folder- and run-name-safe label, e.g. ``guidance.scale=3,sampler.name=ddim``."""
+    text = ",".join(f"{k}={v}" for k, v in overrides.items())
+    return text.replace("/", "_").replace(" ", "")
+
+
+def apply_overrides(cfg: DictConfig, overrides: Mapping[str, Any]) -> DictConfig:
+    """A copy of the sampling part of ``cfg`` with one grid setting applied (validated)."""
+    node = OmegaConf.create(
+        {"sampler": cfg.sampler, "guidance": cfg.guidance, "hires": cfg.hires, "data": {"resolution": cfg.data.resolution}}
+    )
+    for key, value in overrides.items():
+        OmegaConf.update(node, key, value, force_add=False)
+    return node
+
+
+def record_setting(loaded: LoadedModel, sampling: DictConfig, nfe: int, network_evals: int) -> dict[str, Any]:
+    schedule = loaded.config["schedule"]
+    hires = "off"
+    if sampling.hires.enabled:
+        h = sampling.hires
+        hires = f"x{h.scale} {h.upscaler} strength={h.strength} steps={h.steps}"
+    return {
+        "sampler": sampling.sampler.name,
+        "steps": int(sampling.sampler.steps),
+        "guidance": float(sampling.guidance.scale),
+        "guidance_variant": guidance_variant(sampling.guidance),
+        "hires": hires,
+        "schedule": schedule["kind"] + ("+zt-snr" if schedule.get("zero_terminal_snr") else ""),
+        "parameterization": loaded.parameterization,
+        "nfe": nfe,
+        "network_evals": network_evals,
+    }
+
+
+def guidance_variant(g: DictConfig) -> str:
+    parts = [g.schedule]
+    if g.rescale:
+        parts.append(f"rescale={g.rescale}")
+    if g.interval is not None:
+        parts.append(f"interval={list(g.interval)}")
+    if g.dynamic_threshold is not None:
+        parts.append(f"threshold={g.dynamic_threshold}")
+    return " ".join(parts)
+
+
+def load_prompts(cfg: DictConfig, datamodule: Any) -> PromptSet | tuple[list[str], list[dict] | None]:
+    """The configured prompt set, or the reference split's own captions (``eval.prompt_set=data``)."""
+    if cfg.eval.prompt_set != DATA_PROMPTS:
+        prompt_set = load_prompt_set(cfg.eval.prompt_set)
+        if cfg.eval.max_prompts:
+            prompt_set = replace(
+                prompt_set,
+                prompts=prompt_set.prompts[: cfg.eval.max_prompts],
+                attrs=prompt_set.attrs[: cfg.eval.max_prompts],
+            )
+        return prompt_set
+    dataset = datamodule.dataset(cfg.eval.reference_split)
+    limit = cfg.eval.max_prompts or len(dataset)
+    return [dataset[i]["text"] for i in range(min(limit, len(dataset)))], None
+
+
+def reference_batches(datamodule: Any, split: str) -> Iterator[dict[str, Any]]:
+    yield from datamodule.dataloader(split)
+
+
+class GridEvaluation:
+    """One evaluation invocation: preflight in ``__init__``, then :meth:`run`."""
+
+    def __init__(self, cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: Path) -> None:
+        self.cfg, self.tracker, self.out_dir = cfg, tracker, Path(out_dir)
+        self.settings = expand_grid(cfg.eval.grid)
+        for overrides in self.settings:  # every setting must be valid before anything runs
+            sampling_settings(apply_overrides(cfg, overrides))
+        self.loaded = load_model(ckpt, weights=cfg.eval.weights)
+        data_cfg = OmegaConf.create(self.loaded.config["data"])
+        self.resolution = int(data_cfg.resolution)
+        self.datamodule = build_datamodule(data_cfg)
+        self.prompts = load_prompts(cfg, self.datamodule)
+        self.template = self.prompts.template if isinstance(self.prompts, PromptSet) else None
+        judge_dir = None
+        if cfg.eval.judge.enabled:
+            print("Judge: domain CLIP on the judge split (trained now, or reused from the cache)...")
+            judge_dir = train_or_reuse_domain_clip(cfg.eval.judge, self.datamodule, split="judge")
+            conditioning = self.loaded.config["text_encoder"].get("path")
+            if conditioning and Path(conditioning).resolve() == judge_dir.resolve():
+                raise ValueError("the judge must not be the conditioning encoder; give eval.judge its own seed")
+        self.scorer = Scorer(
+            EvalConfig(
+                extractors=tuple(cfg.eval.features),
+                judge_dir=str(judge_dir) if judge_dir else None,
+                weights_paths=dict(cfg.eval.weights_paths),
+                clip_models=tuple(tuple(m) for m in cfg.eval.clip_models),
+                clip_score_weight=cfg.eval.clip_score_weight,
+                prompt_prefix=cfg.eval.prompt_prefix,
+                bootstrap=cfg.eval.bootstrap,
+                seed=cfg.eval.seed,
+                batch_size=cfg.eval.batch_size,
+                device=cfg.eval.device,
+                cache_dir=cfg.eval.cache_dir,
+            )
+        )
+        split = cfg.eval.reference_split
+        reference_set = ReferenceSet(
+            fingerprint=self.datamodule.fingerprint(split),
+            split=split,
+            resolution=self.resolution,
+            n=len(self.datamodule.dataset(split)),
+            batches=lambda: reference_batches(self.datamodule, split),
+        )
+        self.reference = self.scorer.reference(reference_set, template=self.template)
+        if self.reference.validity is not None:
+            validity = self.reference.validity.as_dict()
+            print(f"Judge validity on real {split} images: {json.dumps(validity)}")
+
+    @property
+    def prompt_list(self) -> list[str]:
+        return list(self.prompts.prompts) if isinstance(self.prompts, PromptSet) else list(self.prompts[0])
+
+    @property
+    def prompt_attrs(self) -> list[dict] | None:
+        return list(self.prompts.attrs) if isinstance(self.prompts, PromptSet) else self.prompts[1]
+
+    def run(self) -> list[dict[str, Any]]:
+        """Generate and score every setting; write and log the report. Returns the records."""
+        cfg, n = self.cfg, self.cfg.eval.samples_per_prompt
+        records, grids, per_item = [], {}, []
+        prompt_params = self.prompts.params if isinstance(self.prompts, PromptSet) else {"prompt_set": DATA_PROMPTS}
+        self.tracker.log_params({"eval": {**prompt_params, "samples_per_prompt": n, "n_settings": len(self.settings)}})
+        for number, overrides in enumerate(self.settings, 1):
+            label = setting_label(overrides)
+            print(f"[{number}/{len(self.settings)}] {label}")
+            sampling = apply_overrides(cfg, overrides)
+            record, stage_images, flags = self.evaluate_setting(sampling, label, overrides)
+            records.append(record)
+            per_item.append(flags)
+            grids.update(stage_images)
+        add_paired_comparisons(records, per_item)
+        paths = write_report(records, self.out_dir, grids, title=f"mjexp evaluation: {cfg.name}")
+        for path in paths.values():
+            self.tracker.log_artifact(path, "report")
+        print_table(records)
+        return records
+
+    def evaluate_setting(
+        self, sampling: DictConfig, label: str, overrides: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, torch.Tensor], np.ndarray | None]:
+        cfg, n = self.cfg, self.cfg.eval.samples_per_prompt
+        sampler, guidance, hires, negative = sampling_settings(sampling)
+        module = GuidanceSampler(
+            self.loaded.unet, self.loaded.text_encoder, self.loaded.schedule, self.resolution,
+            sampler, guidance, hires, negative, seed=cfg.eval.seed,
+        )
+        folder = self.out_dir / "generated" / label
+        settings = OmegaConf.to_container(sampling, resolve=True)
+        start = time.perf_counter()
+        manifest = generate_to_folder(
+            module, self.prompt_list, n, folder, settings, cfg.eval.batch_size,
+            trainer_kwargs={"enable_progress_bar": cfg.trainer.enable_progress_bar, "accelerator": cfg.eval.device},
+        )
+        generation_seconds = time.perf_counter() - start
+        rows = [manifest[key] for key in sorted(manifest)]
+        prompts = [row["prompt"] for row in rows]
+        attrs = [self.prompt_attrs[row["prompt_index"]] for row in rows] if self.prompt_attrs else None
+        seeds = [cfg.eval.seed] * len(rows)
+        stages = {"": "file"} | ({"base/": "base_file"} if sampling.hires.enabled else {})
+        metrics: dict[str, float] = {}
+        result = None
+        grids = {}
+        for prefix, key in stages.items():
+            images = load_images(folder, rows, key)
+            scored = self.scorer.score(images, prompts, self.reference, attrs=attrs, template=self.template, seeds=seeds)
+            metrics.update({prefix + k: v for k, v in scored.metrics.items()})
+            if prefix == "":
+                result = scored
+            grids[f"{label} {prefix or 'final'}".strip()] = images[: cfg.eval.grid_prompts * n]
+        nfe, network_evals = rows[0]["nfe"], rows[0]["network_evals"]
+        costs = {
+            "generation_seconds": generation_seconds,
+            "images_per_second": len(rows) / generation_seconds if generation_seconds > 0 else float("nan"),
+            "nfe": nfe,
+            "network_evals": network_evals,
+        }
+        result.metrics.update(metrics)
+        record = make_record(record_setting(self.loaded, sampling, nfe, network_evals), costs, result)
+        record["label"] = label
+        record["overrides"] = dict(overrides)
+        child = self.tracker.child(label, tags={"mjexp.setting": label})
+        child.log_params({"setting": dict(overrides), "sampling": settings, "metric_definitions": result.params})
+        child.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)} | {f"cost/{k}": float(v) for k, v in costs.items()})
+        grid_file = folder / "grid.png"
+        from evaluation.report import grid_png
+
+        grid_file.write_bytes(grid_png(grids[f"{label} final"]))
+        child.log_artifact(grid_file)
+        child.finish()
+        flags = mean_attribute_flags(result.per_item)
+        return record, grids, flags
+
+
+def mean_attribute_flags(per_item: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """Per image: the fraction of its attributes the judge found as prompted."""
+    arrays = [np.asarray(v, dtype=np.float64) for k, v in per_item.items() if k.startswith(("attr_acc/", "retrieval_acc/"))]
+    return np.mean(arrays, axis=0) if arrays else None
+
+
+def add_paired_comparisons(records: list[dict[str, Any]], flags: list[np.ndarray | None]) -> None:
+    """Each setting vs the first (same prompts and seeds): paired difference of attribute accuracy."""
+    if len(records) < 2 or flags[0] is None:
+        return
+    for record, own in zip(records[1:], flags[1:]):
+        diff, se = paired_difference(own, flags[0])
+        record["paired_vs_first"] = {
+            "baseline": records[0]["label"],
+            "metric": "mean attribute accuracy per image",
+            "difference": diff,
+            "standard_error": se,
+            "z": diff / se if se > 0 else (math.inf if diff > 0 else 0.0),
+        }
+
+
+def print_table(records: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    names = sorted({k for r in records for k in r["metrics"] if not k.startswith("cost/") and k.count("/") <= 2
+                    and not k.endswith(("/se", "/std", "/ci_low", "/ci_high"))})
+    table = Table(title="Evaluation")
+    table.add_column("setting")
+    table.add_column("nfe", justify="right")
+    for name in names:
+        table.add_column(name, justify="right")
+    for r in records:
+        table.add_row(r["label"], str(r["nfe"]), *[f"{r['metrics'][n]:.4g}" if n in r["metrics"] else "" for n in names])
+    Console(width=200).print(table)
+    for r in records:
+        paired = r.get("paired_vs_first")
+        if paired:
+            print(f"  {r['label']} vs {paired['baseline']}: attribute accuracy {paired['difference']:+.3f} "
+                  f"± {paired['standard_error']:.3f} (paired SE, z={paired['z']:.1f})")
+
+
+def evaluate_grid(cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: Path) -> dict[str, float]:
+    """Run the grid evaluation and return headline metrics (``eval/<label>/<metric>``)."""
+    records = GridEvaluation(cfg, ckpt, tracker, out_dir).run()
+    return {f"eval/{r['label']}/{k}": float(v) for r in records for k, v in r["metrics"].items()}
