@@ -239,7 +239,9 @@ class JudgeConfig(DomainClipTextConfig):
 
 @dataclass
 class EvalConfig:
-    grid: dict[str, Any] = field(default_factory=lambda: {"guidance": {"scale": [1.0, 3.0]}})
+    # Sampling settings to sweep, e.g. {guidance: {scale: [1, 3]}, sampler: [ddim, dpmpp_2m]}.
+    # Command-line overrides merge into it (eval.grid.guidance.scale=[1,2] replaces one axis).
+    grid: dict[str, Any] = field(default_factory=dict)
     prompt_set: str = "shapes_single_v1"  # a set in evaluation/prompts, a .jsonl path, or "data"
     samples_per_prompt: int = 4
     max_prompts: int = 0  # 0 = all prompts of the set
@@ -257,6 +259,7 @@ class EvalConfig:
     device: str = "cpu"
     cache_dir: str = ".cache/mjexp/evaluation"
     seed: int = 0
+    progress_bar: bool = True
 
 
 @dataclass
@@ -280,6 +283,40 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
+@dataclass
+class EvalRunConfig:
+    """``python -m mjexp.eval``: a checkpoint (``ckpt``) or a folder of images made elsewhere (``images``)."""
+
+    name: str = "eval"
+    output_dir: str = MISSING
+    ckpt: Optional[str] = None  # export folder, Lightning .ckpt, or mlflow:<run_id>
+    images: Optional[str] = None  # a folder with metadata.jsonl, scored instead of generating
+    data: Any = MISSING  # reference data for images=...; a checkpoint brings its own
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    hires: HiresConfig = field(default_factory=HiresConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+@dataclass
+class SampleRunConfig:
+    """``python -m mjexp.sample``: images for one prompt (``prompt``) or a file (``prompts``)."""
+
+    output_dir: str = MISSING
+    ckpt: str = MISSING
+    weights: str = "ema"
+    prompt: Optional[str] = None
+    prompts: Optional[str] = None  # .txt (one per line) or .jsonl (a "prompt" per row)
+    n: int = 4
+    batch_size: int = 64
+    seed: int = 0
+    device: str = "cpu"
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    hires: HiresConfig = field(default_factory=HiresConfig)
+
+
 DATA_SCHEMAS = {
     "shapes": ShapesDataConfig,
     "digits": DigitsDataConfig,
@@ -294,10 +331,19 @@ TEXT_SCHEMAS = {
 }
 
 
+def _open_grid(schema: type) -> DictConfig:
+    """The schema as a node whose ``eval.grid`` accepts new keys (sweep axes are free-form)."""
+    node = OmegaConf.structured(schema)
+    OmegaConf.set_struct(node.eval.grid, False)
+    return node
+
+
 def register_configs() -> None:
     """Put every schema into Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
-    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="train_schema", node=_open_grid(TrainConfig))
+    cs.store(name="eval_schema", node=_open_grid(EvalRunConfig))
+    cs.store(name="sample_schema", node=SampleRunConfig)
     for name, schema in DATA_SCHEMAS.items():
         cs.store(group="schema/data", name=name, node=schema)
     for name, schema in TEXT_SCHEMAS.items():
@@ -317,6 +363,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "hires.upscaler": ("nearest", "bilinear", "bicubic"),
     "trainer.accelerator": ("cpu", "gpu", "cuda", "mps", "auto"),
     "eval.weights": ("ema", "raw"),
+    "weights": ("ema", "raw"),
     "eval.reference_split": ("test", "val", "train", "judge"),
 }
 
@@ -343,6 +390,8 @@ RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("hires.steps", 1, float("inf"), True),
     ("eval.samples_per_prompt", 1, float("inf"), True),
     ("eval.batch_size", 1, float("inf"), True),
+    ("n", 1, float("inf"), True),
+    ("batch_size", 1, float("inf"), True),
 )
 
 
@@ -366,11 +415,13 @@ def validate(cfg: DictConfig) -> None:
             bracket = "[" if inclusive else "("
             problems.append(f"{key}={value} is outside {bracket}{low}, {high}]")
     problems += _cross_field_problems(cfg)
-    if _get(cfg, "evaluate") is not False and _get(cfg, "eval.grid") is not None:
+    grid = _get(cfg, "eval.grid")
+    # Training evaluates only when a grid is given; `mjexp.eval` (no `evaluate` key) needs one.
+    if grid is not None and (grid or _get(cfg, "evaluate") is None):
         from mjexp.grid import expand_grid
 
         try:
-            expand_grid(_get(cfg, "eval.grid"))
+            expand_grid(grid)
         except ValueError as error:
             problems.append(str(error))
     if problems:

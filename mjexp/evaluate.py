@@ -41,9 +41,7 @@ def setting_label(overrides: Mapping[str, Any]) -> str:
 
 def apply_overrides(cfg: DictConfig, overrides: Mapping[str, Any]) -> DictConfig:
     """A copy of the sampling part of ``cfg`` with one grid setting applied (validated)."""
-    node = OmegaConf.create(
-        {"sampler": cfg.sampler, "guidance": cfg.guidance, "hires": cfg.hires, "data": {"resolution": cfg.data.resolution}}
-    )
+    node = OmegaConf.create({"sampler": cfg.sampler, "guidance": cfg.guidance, "hires": cfg.hires})
     for key, value in overrides.items():
         OmegaConf.update(node, key, value, force_add=False)
     return node
@@ -99,25 +97,22 @@ def reference_batches(datamodule: Any, split: str) -> Iterator[dict[str, Any]]:
     yield from datamodule.dataloader(split)
 
 
-class GridEvaluation:
-    """One evaluation invocation: preflight in ``__init__``, then :meth:`run`."""
+class ScoringContext:
+    """Everything scoring needs, resolved before any image is generated (the preflight).
 
-    def __init__(self, cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: Path) -> None:
-        self.cfg, self.tracker, self.out_dir = cfg, tracker, Path(out_dir)
-        self.settings = expand_grid(cfg.eval.grid)
-        for overrides in self.settings:  # every setting must be valid before anything runs
-            sampling_settings(apply_overrides(cfg, overrides))
-        self.loaded = load_model(ckpt, weights=cfg.eval.weights)
-        data_cfg = OmegaConf.create(self.loaded.config["data"])
+    The data (for the judge's split and the reference split), the judge (trained or reused), the
+    scorer with its extractors and weights, and the reference statistics with the judge's validity.
+    """
+
+    def __init__(self, cfg: DictConfig, data_cfg: Mapping[str, Any], template: Any, conditioning: str | None = None):
+        data_cfg = OmegaConf.create(dict(data_cfg))
         self.resolution = int(data_cfg.resolution)
         self.datamodule = build_datamodule(data_cfg)
-        self.prompts = load_prompts(cfg, self.datamodule)
-        self.template = self.prompts.template if isinstance(self.prompts, PromptSet) else None
+        self.template = template
         judge_dir = None
         if cfg.eval.judge.enabled:
             print("Judge: domain CLIP on the judge split (trained now, or reused from the cache)...")
             judge_dir = train_or_reuse_domain_clip(cfg.eval.judge, self.datamodule, split="judge")
-            conditioning = self.loaded.config["text_encoder"].get("path")
             if conditioning and Path(conditioning).resolve() == judge_dir.resolve():
                 raise ValueError("the judge must not be the conditioning encoder; give eval.judge its own seed")
         self.scorer = Scorer(
@@ -143,10 +138,30 @@ class GridEvaluation:
             n=len(self.datamodule.dataset(split)),
             batches=lambda: reference_batches(self.datamodule, split),
         )
-        self.reference = self.scorer.reference(reference_set, template=self.template)
+        self.reference = self.scorer.reference(reference_set, template=template)
         if self.reference.validity is not None:
-            validity = self.reference.validity.as_dict()
-            print(f"Judge validity on real {split} images: {json.dumps(validity)}")
+            print(f"Judge validity on real {split} images: {json.dumps(self.reference.validity.as_dict())}")
+
+    def score(self, images: torch.Tensor, prompts: list[str], attrs: list[dict] | None, seeds: list[int] | None = None):
+        return self.scorer.score(
+            images, prompts, self.reference, attrs=attrs, template=self.template if attrs else None, seeds=seeds
+        )
+
+
+class GridEvaluation:
+    """One evaluation invocation: preflight in ``__init__``, then :meth:`run`."""
+
+    def __init__(self, cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: Path) -> None:
+        self.cfg, self.tracker, self.out_dir = cfg, tracker, Path(out_dir)
+        self.settings = expand_grid(cfg.eval.grid)
+        for overrides in self.settings:  # every setting must be valid before anything runs
+            sampling_settings(apply_overrides(cfg, overrides))
+        self.loaded = load_model(ckpt, weights=cfg.eval.weights)
+        data_cfg = self.loaded.config["data"]
+        self.prompts = load_prompts(cfg, build_datamodule(OmegaConf.create(data_cfg)))
+        template = self.prompts.template if isinstance(self.prompts, PromptSet) else None
+        self.context = ScoringContext(cfg, data_cfg, template, self.loaded.config["text_encoder"].get("path"))
+        self.resolution = self.context.resolution
 
     @property
     def prompt_list(self) -> list[str]:
@@ -191,7 +206,7 @@ class GridEvaluation:
         start = time.perf_counter()
         manifest = generate_to_folder(
             module, self.prompt_list, n, folder, settings, cfg.eval.batch_size,
-            trainer_kwargs={"enable_progress_bar": cfg.trainer.enable_progress_bar, "accelerator": cfg.eval.device},
+            trainer_kwargs={"enable_progress_bar": cfg.eval.progress_bar, "accelerator": cfg.eval.device},
         )
         generation_seconds = time.perf_counter() - start
         rows = [manifest[key] for key in sorted(manifest)]
@@ -204,7 +219,7 @@ class GridEvaluation:
         grids = {}
         for prefix, key in stages.items():
             images = load_images(folder, rows, key)
-            scored = self.scorer.score(images, prompts, self.reference, attrs=attrs, template=self.template, seeds=seeds)
+            scored = self.context.score(images, prompts, attrs, seeds)
             metrics.update({prefix + k: v for k, v in scored.metrics.items()})
             if prefix == "":
                 result = scored
@@ -279,3 +294,85 @@ def evaluate_grid(cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: 
     """Run the grid evaluation and return headline metrics (``eval/<label>/<metric>``)."""
     records = GridEvaluation(cfg, ckpt, tracker, out_dir).run()
     return {f"eval/{r['label']}/{k}": float(v) for r in records for k, v in r["metrics"].items()}
+
+
+def read_image_folder(folder: Path) -> tuple[torch.Tensor, list[str], list[dict] | None]:
+    """A folder of generated images with ``metadata.jsonl`` rows ``{"file_name", "text"[, "attrs"]}``."""
+    from PIL import Image
+
+    metadata = folder / "metadata.jsonl"
+    if not metadata.is_file():
+        raise FileNotFoundError(f"images={folder}: needs metadata.jsonl with one {{'file_name', 'text'}} row per image")
+    rows = [json.loads(line) for line in metadata.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not rows:
+        raise ValueError(f"{metadata} lists no images")
+    arrays = []
+    for number, row in enumerate(rows, 1):
+        path = folder / row["file_name"]
+        if not path.is_file():
+            raise FileNotFoundError(f"{metadata} row {number}: {path} does not exist")
+        arrays.append(np.asarray(Image.open(path).convert("RGB")))
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise ValueError(f"images in {folder} have different sizes {sorted(shapes)}; resize them to one size first")
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    attrs = [row["attrs"] for row in rows] if all("attrs" in row for row in rows) else None
+    return images, [row["text"] for row in rows], attrs
+
+
+def score_folder(cfg: DictConfig, folder: str | Path, tracker: Tracker, out_dir: Path) -> dict[str, float]:
+    """Score images generated elsewhere on the same footing (same judge, reference and metrics)."""
+    folder = Path(folder)
+    images, prompts, attrs = read_image_folder(folder)
+    template = load_prompt_set(cfg.eval.prompt_set).template if attrs and cfg.eval.prompt_set != DATA_PROMPTS else None
+    context = ScoringContext(cfg, OmegaConf.to_container(cfg.data, resolve=True), template)
+    start = time.perf_counter()
+    result = context.score(images, prompts, attrs if template else None)
+    setting = {"sampler": "external", "steps": 0, "guidance": float("nan"), "hires": "n/a", "schedule": "n/a", "nfe": 0}
+    record = make_record(setting, {"score_seconds": time.perf_counter() - start}, result)
+    record["label"] = folder.name
+    tracker.log_params({"eval": {"images": str(folder), "n_images": len(prompts)}, "metric_definitions": result.params})
+    tracker.log_metrics({k: v for k, v in result.metrics.items() if math.isfinite(v)})
+    paths = write_report([record], out_dir, {folder.name: images[: cfg.eval.grid_prompts]}, title=f"mjexp evaluation: {folder}")
+    for path in paths.values():
+        tracker.log_artifact(path, "report")
+    print_table([record])
+    return dict(result.metrics)
+
+
+def run_evaluation(cfg: DictConfig) -> dict[str, float]:
+    """``python -m mjexp.eval``: one parent MLflow run (tagged with the evaluated training run)."""
+    from mjexp.config import validate
+    from mjexp.training import open_tracker
+
+    validate(cfg)
+    if (cfg.ckpt is None) == (cfg.images is None):
+        raise ValueError("give exactly one of ckpt=PATH (export folder, .ckpt or mlflow:<run_id>) or images=DIR")
+    out_dir = Path(cfg.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tracker = open_tracker(cfg, out_dir, None)
+    try:
+        tracker.set_tags({"mjexp.evaluates": evaluated_run(cfg.ckpt) if cfg.ckpt else str(cfg.images)})
+        if cfg.ckpt:
+            metrics = evaluate_grid(cfg, cfg.ckpt, tracker, out_dir)
+        else:
+            metrics = score_folder(cfg, cfg.images, tracker, out_dir)
+        tracker.finish("FINISHED")
+    except BaseException as error:
+        tracker.finish("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED", error=repr(error))
+        raise
+    print(f"Report: {out_dir / 'report.html'}\nMLflow: {tracker.ui_hint}")
+    return metrics
+
+
+def evaluated_run(ckpt: str) -> str:
+    """The MLflow run that produced a checkpoint, when it can be told; else the reference itself."""
+    if ckpt.startswith("mlflow:"):
+        return ckpt[len("mlflow:") :]
+    path = Path(ckpt)
+    for info in (path / "run.json", path.parent / "run.json", path.parent.parent / "run.json"):
+        if info.is_file():
+            run_id = json.loads(info.read_text()).get("mlflow_run_id")
+            if run_id:
+                return run_id
+    return str(path)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from mjexp.cli import reports_user_errors
 from mjexp.config import register_configs
 
 register_configs()
 
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+@reports_user_errors
 def main(cfg: DictConfig) -> float | None:
     from mjexp.training import run_training
 

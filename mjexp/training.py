@@ -221,6 +221,8 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
         export_dir = export_model(module, resolved, output_dir / "export", clip_path)
         tracker.log_artifact(export_dir, "export")
         results = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
+        if cfg.evaluate and not cfg.eval.grid:
+            print("No eval.grid given: skipping evaluation (e.g. eval.grid.guidance.scale=[1,3]).")
         if cfg.evaluate and cfg.eval.grid:
             from mjexp.evaluate import evaluate_grid
 

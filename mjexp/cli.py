@@ -1,0 +1,37 @@
+"""What the command-line entry points share: user errors end in one line and exit status 2.
+
+A config, checkpoint, data or preflight problem is the user's to fix, and a traceback only hides
+the one sentence that says how; ``MJEXP_DEBUG=1`` shows the traceback anyway.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Any, Callable, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    from evaluation.preflight import PreflightError
+    from mjexp.checkpoint_io import CheckpointError
+
+    return (ValueError, FileNotFoundError, CheckpointError, PreflightError)
+
+
+def reports_user_errors(task: F) -> F:
+    """Wrap a Hydra task function: known user errors -> ``error: <message>`` on stderr, exit 2."""
+
+    @functools.wraps(task)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return task(*args, **kwargs)
+        except user_errors() as error:
+            if os.environ.get("MJEXP_DEBUG"):
+                raise
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
