@@ -116,6 +116,13 @@ def build_text_encoder(text_cfg: Any, domain_clip_path: str | Path | None = None
     name = kwargs.pop("name")
     if "name_or_path" in kwargs:
         kwargs["name_or_path"] = resolve_package_path(kwargs["name_or_path"])
+    model_config = kwargs.pop("model_config", None)
+    if model_config:
+        import open_clip
+
+        if not Path(model_config).is_file():
+            raise FileNotFoundError(f"text_encoder.model_config={model_config} does not exist")
+        open_clip.add_model_config(model_config)  # registered under the file's stem
     if name == "domain_clip":
         if domain_clip_path is None:
             raise ValueError("text_encoder=domain_clip needs a trained folder (train_or_reuse_domain_clip)")

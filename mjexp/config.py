@@ -88,6 +88,7 @@ class OpenClipTextConfig(TextEncoderConfig):
     name: str = "open_clip"
     model_name: str = "ViT-B-32"
     pretrained: Optional[str] = "laion2b_s34b_b79k"  # a tag, or a local checkpoint file
+    model_config: Optional[str] = None  # JSON of a custom architecture, registered under its file stem
     cache_dir: Optional[str] = None
     allow_download: bool = False
 
