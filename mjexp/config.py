@@ -49,15 +49,21 @@ class ShapesDataConfig(DataConfig):
 @dataclass
 class DigitsDataConfig(DataConfig):
     name: str = "digits"
+    judge_fraction: float = 0.2
+    val_fraction: float = 0.05
+    test_fraction: float = 0.15
 
 
 @dataclass
 class ImageFolderDataConfig(DataConfig):
     name: str = "imagefolder"
     root: str = MISSING
+    resolution: int = 64
+    judge_fraction: float = 0.1
     val_fraction: float = 0.05
     test_fraction: float = 0.1
-    judge_fraction: float = 0.0
+    caption_column: str = "text"
+    max_pixels: int = 89_478_485  # larger images are refused from their header (decompression bombs)
 
 
 @dataclass
@@ -66,6 +72,8 @@ class Cifar10DataConfig(DataConfig):
     resolution: int = 32
     root: str = "data/cifar10"
     download: bool = True
+    judge_fraction: float = 0.2
+    val_fraction: float = 0.02
 
 
 # ---- text encoders ---------------------------------------------------------------------------
@@ -135,6 +143,7 @@ class UNetConfig:
     transformer_depth: int = 1
     dropout: float = 0.0
     groups: int = 8
+    channels_last: bool = False  # NHWC weights and activations: same math, faster convolutions
 
 
 @dataclass
@@ -186,6 +195,7 @@ class TrainerConfig:
     num_sanity_val_steps: int = 0
     limit_val_batches: Any = 1.0
     enable_progress_bar: bool = True
+    compile: bool = False  # torch.compile the U-Net for training (pays off on long GPU runs)
 
 
 @dataclass
@@ -258,6 +268,10 @@ class EvalConfig:
     reference_split: str = "test"
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     device: str = "cpu"
+    # How the network runs while generating (mjexp.sampling.runtime); the sampling math is unchanged.
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, float32 elsewhere) | 32 | bf16
+    compile: bool = False
+    cuda_graphs: bool = False  # replay recorded CUDA graphs of the fixed-shape forwards (CUDA only)
     cache_dir: str = ".cache/mjexp/evaluation"
     seed: int = 0
     progress_bar: bool = True
@@ -313,6 +327,9 @@ class SampleRunConfig:
     batch_size: int = 64
     seed: int = 0
     device: str = "cpu"
+    precision: str = "auto"  # as eval.precision
+    compile: bool = False
+    cuda_graphs: bool = False
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     hires: HiresConfig = field(default_factory=HiresConfig)
@@ -366,6 +383,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "eval.weights": ("ema", "raw"),
     "weights": ("ema", "raw"),
     "eval.reference_split": ("test", "val", "train", "judge"),
+    "eval.precision": ("auto", "32", "bf16"),
+    "precision": ("auto", "32", "bf16"),
 }
 
 # (key, lower bound, upper bound, inclusive lower?) for numeric ranges.
@@ -457,6 +476,12 @@ def _cross_field_problems(cfg: DictConfig) -> list[str]:
     interval = _get(cfg, "guidance.interval")
     if interval is not None and (len(interval) != 2 or not 0 <= interval[0] < interval[1]):
         problems.append(f"guidance.interval={list(interval)} must be [sigma_low, sigma_high] with 0 <= low < high")
+    for prefix in ("eval.", ""):
+        if _get(cfg, prefix + "cuda_graphs") and _get(cfg, prefix + "device") not in ("cuda", "gpu"):
+            problems.append(
+                f"{prefix}cuda_graphs=true needs {prefix}device=cuda (got {_get(cfg, prefix + 'device')!r}): "
+                "CUDA graphs exist only on NVIDIA GPUs"
+            )
     threshold = _get(cfg, "guidance.dynamic_threshold")
     if threshold is not None and not 0 < threshold < 1:
         problems.append(f"guidance.dynamic_threshold={threshold} must be a percentile in (0, 1)")

@@ -1,0 +1,203 @@
+"""A folder of images with captions, in the Hugging Face ``imagefolder`` convention.
+
+``root/metadata.jsonl`` (one JSON object per line) or ``root/metadata.csv`` (with a header) holds a
+``file_name`` (relative to ``root``) and a caption column (``text`` by default) per row; several rows
+may share an image (several captions). Files in the folder without a row are not used.
+
+Every image is decoded once at setup, converted (see :mod:`mjexp.data.pil_images`), resized and
+centre-cropped to the resolution and kept in memory as uint8 (N x 3 x R x R bytes), so problems
+surface before training and epochs cost no decoding. Problems with single rows (missing, corrupt,
+truncated, zero-byte or too large images, non-UTF-8 or empty captions) skip the row and are
+counted in one :class:`ImageFolderWarning`; problems with the folder or the metadata structure
+(no folder, no metadata, malformed JSON, missing columns) are errors naming the file and line.
+
+Splits hash each file name into train/judge/val/test by fraction, so adding files never moves
+others and all captions of one image share a split.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from PIL import Image
+
+from mjexp.data.module import CaptionedImageDataModule, TensorCaptionDataset
+from mjexp.data.pil_images import PIL_MAX_PIXELS, UnusableImage, load_rgb
+from mjexp.data.splits import hash_split, split_fractions
+
+METADATA_FILES: tuple[str, ...] = ("metadata.jsonl", "metadata.csv")
+
+
+class ImageFolderWarning(UserWarning):
+    """Rows or files of an image folder that were skipped (one warning per folder, with counts)."""
+
+
+@dataclass(frozen=True)
+class MetadataRow:
+    file_name: str
+    text: str
+    line: int
+
+
+class SkipLog:
+    """Counts problems per reason and keeps the first example of each, for one summary line."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.examples: dict[str, str] = {}
+
+    def add(self, reason: str, example: str) -> None:
+        self.counts[reason] += 1
+        self.examples.setdefault(reason, example)
+
+    def summary(self) -> str:
+        return "; ".join(f"{n} {reason} (e.g. {self.examples[reason]})" for reason, n in self.counts.items())
+
+
+def _is_utf8(text: str) -> bool:
+    """False for text decoded with ``surrogateescape`` from bytes that were not UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def find_metadata(root: Path) -> Path:
+    """The folder's one metadata file; a missing folder, none or both is an error."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"imagefolder root {str(root)!r} does not exist or is not a directory")
+    found = [root / name for name in METADATA_FILES if (root / name).is_file()]
+    if len(found) != 1:
+        problem = "has both" if found else "has neither"
+        raise FileNotFoundError(
+            f"imagefolder {str(root)!r} {problem} of {list(METADATA_FILES)}; it needs exactly one, with "
+            f"'file_name' and caption columns (the Hugging Face imagefolder convention)"
+        )
+    return found[0]
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) pairs; malformed structure is an error naming file and line."""
+    text = path.read_bytes().decode("utf-8", "surrogateescape")
+    if path.suffix == ".jsonl":
+        for line, raw in enumerate(text.split("\n"), start=1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path} line {line} is not valid JSON: {exc}") from exc
+            if not isinstance(record, dict):
+                raise ValueError(f"{path} line {line} must be a JSON object, got {type(record).__name__}")
+            yield line, record
+    else:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        for record in reader:
+            yield reader.line_num, record
+
+
+def read_metadata(root: Path, caption_column: str, skipped: SkipLog) -> tuple[list[MetadataRow], set[str]]:
+    """Usable rows of the folder's metadata and every file name it lists.
+
+    Rows with bad text or missing files go to ``skipped``.
+    """
+    path = find_metadata(root)
+    rows, listed = [], set()
+    for line, record in _records(path):
+        missing = [c for c in ("file_name", caption_column) if c not in record]
+        if missing:
+            raise ValueError(f"{path} line {line} lacks column(s) {missing}; it has {sorted(record)}")
+        file_name, caption = record["file_name"], record[caption_column]
+        for name, value in (("file_name", file_name), (caption_column, caption)):
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{path} line {line}: {name} must be a string, got {value!r}")
+        listed.add(file_name or "")
+        where = f"line {line}"
+        if not _is_utf8(file_name or "") or not _is_utf8(caption or ""):
+            skipped.add("non-UTF-8 text", where)
+        elif not caption or not caption.strip():
+            skipped.add("empty caption", f"{where} {file_name!r}")
+        elif not file_name or not (root / file_name).is_file():
+            skipped.add("missing file", f"{where} {file_name!r}")
+        else:
+            rows.append(MetadataRow(file_name, caption.strip(), line))
+    if not listed:
+        raise ValueError(f"{path} has no rows")
+    return rows, listed
+
+
+def _unlisted_images(root: Path, listed: set[str]) -> list[str]:
+    """Image files under ``root`` that no metadata row names."""
+    extensions = set(Image.registered_extensions())
+    named = {(root / name).resolve() for name in listed}
+    files = (p for p in sorted(root.rglob("*")) if p.suffix.lower() in extensions and p.is_file())
+    return [str(p.relative_to(root)) for p in files if p.resolve() not in named]
+
+
+class ImageFolderDataModule(CaptionedImageDataModule):
+    """Captioned images from ``root``; ``max_pixels`` refuses larger images from their header."""
+
+    def __init__(
+        self,
+        root: str,
+        resolution: int = 64,
+        seed: int = 0,
+        judge_fraction: float = 0.1,
+        val_fraction: float = 0.05,
+        test_fraction: float = 0.1,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        caption_column: str = "text",
+        max_pixels: int = PIL_MAX_PIXELS,
+    ) -> None:
+        super().__init__(resolution, batch_size, num_workers, seed)
+        self.root, self.caption_column, self.max_pixels = Path(root), caption_column, max_pixels
+        self.fractions = split_fractions(judge_fraction, val_fraction, test_fraction)
+        self._loaded: tuple[torch.Tensor, list[MetadataRow]] | None = None
+
+    def load(self) -> tuple[torch.Tensor, list[MetadataRow]]:
+        """Decode every usable row once: uint8 images (N, 3, R, R) and their rows; warns once."""
+        if self._loaded is None:
+            skipped = SkipLog()
+            candidates, listed = read_metadata(self.root, self.caption_column, skipped)
+            images, rows = [], []
+            for row in candidates:
+                try:
+                    images.append(load_rgb(self.root / row.file_name, self.resolution, self.max_pixels))
+                    rows.append(row)
+                except UnusableImage as exc:
+                    skipped.add(exc.reason, f"line {row.line} {row.file_name!r}: {exc.detail}")
+            total = sum(skipped.counts.values()) + len(rows)
+            notes = [f"skipped {total - len(rows)} of {total} rows: {skipped.summary()}"] if skipped.counts else []
+            if not rows:
+                raise ValueError(f"imagefolder {str(self.root)!r} has no usable images; {'; '.join(notes)}")
+            unlisted = _unlisted_images(self.root, listed)
+            if unlisted:
+                notes.append(f"{len(unlisted)} image files have no metadata row (e.g. {unlisted[0]!r})")
+            if notes:
+                warnings.warn(f"imagefolder {str(self.root)!r}: {'; '.join(notes)}", ImageFolderWarning, stacklevel=2)
+            self._loaded = torch.stack(images), rows
+        return self._loaded
+
+    def build(self, split: str) -> TensorCaptionDataset:
+        images, rows = self.load()
+        index = hash_split([row.file_name for row in rows], self.fractions, split)
+        fingerprint = {
+            "dataset": "imagefolder",
+            "root": str(self.root.resolve()),
+            "split": split,
+            "resolution": self.resolution,
+            "fractions": self.fractions,
+            "caption_column": self.caption_column,
+        }
+        texts = [rows[i].text for i in index]
+        return TensorCaptionDataset(images[torch.from_numpy(index)], texts, {}, fingerprint)

@@ -1,0 +1,159 @@
+"""What every dataset shares: the sample/batch contract, an in-memory dataset and the DataModule base.
+
+Batch contract (DESIGN.md): ``{"image": float (B, 3, H, W) in [-1, 1], "text": list[str]}`` plus,
+where the data knows them, ``"attrs": dict[str, list]`` (one list entry per image).
+
+Small datasets: ``train`` uses ``drop_last=True`` (a ragged last batch would change the loss
+scale and batch statistics), so a train split smaller than one batch would silently yield no
+batches at all; that is an error naming the split, its size and the batch size. The other splits
+are only evaluated, so they keep every image (``drop_last=False``) and may be smaller than a
+batch; an empty split is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Mapping, Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mjexp.data.captions import CaptionSchema
+from mjexp.data.images import to_model_range
+from mjexp.data.splits import check_split
+
+Sample = dict[str, Any]  # {"image": (3, H, W) float, "text": str, optional "attrs": {name: value}}
+
+
+def collate(samples: Sequence[Sample]) -> dict[str, Any]:
+    """Stack samples into the batch contract; attributes become one list per name."""
+    batch: dict[str, Any] = {
+        "image": torch.stack([s["image"] for s in samples]),
+        "text": [s["text"] for s in samples],
+    }
+    if "attrs" in samples[0]:
+        batch["attrs"] = {name: [s["attrs"][name] for s in samples] for name in samples[0]["attrs"]}
+    return batch
+
+
+class CaptionedDataset(Dataset):
+    """A dataset of captioned images that can say what determines its content."""
+
+    def fingerprint(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        """JSON-able description of everything that determines the images, split included."""
+        raise NotImplementedError
+
+
+class TensorCaptionDataset(CaptionedDataset):
+    """Images already decoded into one uint8 (N, 3, H, W) tensor, with captions and attributes."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        texts: Sequence[str],
+        attrs: Mapping[str, Sequence[str]],
+        fingerprint: Mapping[str, Any],
+    ) -> None:
+        if len(texts) != len(images) or any(len(v) != len(images) for v in attrs.values()):
+            raise ValueError(f"{len(images)} images need as many captions and attribute values")
+        self.images, self.texts = images.contiguous(), list(texts)
+        self.attrs = {name: list(values) for name, values in attrs.items()}
+        self._fingerprint = dict(fingerprint)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Sample:
+        sample: Sample = {"image": to_model_range(self.images[index]), "text": self.texts[index]}
+        if self.attrs:
+            sample["attrs"] = {name: values[index] for name, values in self.attrs.items()}
+        return sample
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The given description plus a hash of the pixels and captions actually held."""
+        if "content_sha256" not in self._fingerprint:
+            digest = hashlib.sha256(self.images.numpy().tobytes())
+            digest.update("\n".join(self.texts).encode("utf-8", "surrogateescape"))
+            self._fingerprint["content_sha256"] = digest.hexdigest()
+        return dict(self._fingerprint)
+
+
+class CaptionedImageDataModule(L.LightningDataModule):
+    """Base DataModule: subclasses implement :meth:`build` (one split) and set ``schema``.
+
+    ``dataset(split)`` serves any split, including ``judge``, which Lightning has no hook for.
+    """
+
+    schema: CaptionSchema | None = None  # attribute vocabulary + caption template, when known
+
+    def __init__(self, resolution: int, batch_size: int, num_workers: int, seed: int) -> None:
+        super().__init__()
+        limits = {"resolution": (resolution, 1), "batch_size": (batch_size, 1), "num_workers": (num_workers, 0)}
+        for name, (value, low) in limits.items():
+            if value < low:
+                raise ValueError(f"{name}={value} must be >= {low}")
+        self.resolution, self.batch_size, self.num_workers, self.seed = resolution, batch_size, num_workers, seed
+        self._datasets: dict[str, CaptionedDataset] = {}
+
+    def build(self, split: str) -> CaptionedDataset:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def dataset(self, split: str) -> CaptionedDataset:
+        """The (cached) dataset of ``split``; an empty split is an error."""
+        if check_split(split) not in self._datasets:
+            dataset = self.build(split)
+            if len(dataset) == 0:
+                raise ValueError(
+                    f"{type(self).__name__}: split {split!r} is empty; give it a positive size or fraction"
+                )
+            self._datasets[split] = dataset
+        return self._datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the splits a Lightning stage uses, so problems surface before any training step."""
+        stages = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ()}
+        for split in stages.get(stage or "", ("train", "val", "test")):
+            self.dataset(split)
+
+    def dataloader(self, split: str, shuffle: bool = False, drop_last: bool = False) -> DataLoader:
+        """A loader over any split; ``shuffle`` draws from a generator seeded by ``seed``."""
+        dataset = self.dataset(split)
+        if drop_last and len(dataset) < self.batch_size:
+            raise ValueError(
+                f"{type(self).__name__}: split {split!r} has {len(dataset)} images, fewer than "
+                f"batch_size={self.batch_size}, so it would yield no batches; lower batch_size or add data"
+            )
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=collate,
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self.dataloader("train", shuffle=True, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.dataloader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.dataloader("test")
+
+    def attribute_values(self) -> dict[str, list[str]]:
+        """Attribute vocabulary (empty when the data has no ground-truth attributes)."""
+        return self.schema.attribute_values() if self.schema else {}
+
+    def caption(self, attrs: Mapping[str, str]) -> str:
+        """The caption this dataset writes for ``attrs``."""
+        if self.schema is None:
+            raise ValueError(f"{type(self).__name__} has no attribute vocabulary, so it cannot caption attributes")
+        return self.schema.caption(attrs)
+
+    def fingerprint(self, split: str) -> dict[str, Any]:
+        """What determines the images of ``split`` (hash it to key cached reference statistics)."""
+        return self.dataset(split).fingerprint()
