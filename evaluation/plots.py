@@ -35,7 +35,8 @@ def curve_label(record: Record) -> str:
 def _curves(records: Sequence[Record]) -> dict[str, list[Record]]:
     groups: dict[str, list[Record]] = defaultdict(list)
     for record in records:
-        groups[curve_label(record)].append(record)
+        if record.get("guidance") is not None:  # images made elsewhere have no guidance axis
+            groups[curve_label(record)].append(record)
     return {label: sorted(rows, key=lambda r: float(r["guidance"])) for label, rows in groups.items()}
 
 

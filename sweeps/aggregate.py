@@ -1,0 +1,133 @@
+"""Measurements -> arms: mean and two standard errors per metric, mean costs.
+
+* ``se_seeds``: the spread between repeated trainings, std (ddof=1) / sqrt(n). It is the honest
+  error bar of an arm, and undefined (NaN) for an arm with a single seed.
+* ``se_boot``: the evaluation's own sampling error, i.e. each run's bootstrap over images
+  (``metric/ci_low``, ``metric/ci_high`` as a normal-approximation SE, (high - low) / (2 z)) or its
+  reported ``metric/se``, propagated to the mean of n independent runs: sqrt(sum se_i^2) / n.
+  It ignores training randomness, so it understates the arm's error whenever seeds differ.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from sweeps.runs import Measurement
+
+COMPANIONS = ("/ci_low", "/ci_high", "/se", "/std")
+DEFAULT_LEVEL = 0.95  # bootstrap interval level when a run does not record its own
+
+
+@dataclass
+class Estimate:
+    mean: float
+    se_seeds: float
+    se_boot: float
+    n: int
+
+
+@dataclass
+class Arm:
+    """Measurements sharing all factors; ``label`` names only the factors that vary between arms."""
+
+    factors: dict[str, str]
+    label: str
+    replicates: list[str | None]
+    metrics: dict[str, Estimate] = field(default_factory=dict)
+    costs: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def single_seed(self) -> bool:
+        return len(self.replicates) < 2
+
+
+def is_headline(name: str) -> bool:
+    """``family/model`` or ``attr_acc/model/mean`` (optionally under ``base/``), not a companion or cost."""
+    core = name[len("base/") :] if name.startswith("base/") else name
+    if core.startswith("cost/") or core.endswith(COMPANIONS):
+        return False
+    parts = core.split("/")
+    return len(parts) == 2 or (len(parts) == 3 and parts[2] == "mean")
+
+
+FAMILY_ORDER = ("fid", "clip_score", "attr_acc", "kid")
+
+
+def headline_metrics(measurements: Iterable[Measurement]) -> list[str]:
+    """Headline metric names: final stage before a hires run's first stage (``base/``), FID first."""
+    names = {name for m in measurements for name in m.metrics if is_headline(name)}
+
+    def order(name: str) -> tuple[bool, int, str]:
+        family = name.removeprefix("base/").split("/")[0]
+        rank = FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
+        return name.startswith("base/"), rank, name
+
+    return sorted(names, key=order)
+
+
+def bootstrap_se(m: Measurement, metric: str) -> float:
+    """One run's within-run SE of ``metric`` (see the module docstring); NaN if it has none."""
+    if f"{metric}/se" in m.metrics:
+        return m.metrics[f"{metric}/se"]
+    low, high = m.metrics.get(f"{metric}/ci_low"), m.metrics.get(f"{metric}/ci_high")
+    if low is None or high is None:
+        return math.nan
+    level_key = f"metric_definitions.{metric.removeprefix('base/')}.bootstrap.level"
+    level = float(m.params.get(level_key, DEFAULT_LEVEL))
+    return (high - low) / (2 * NormalDist().inv_cdf(0.5 + level / 2))
+
+
+def estimate(values: Sequence[float], boot_ses: Sequence[float]) -> Estimate:
+    n = len(values)
+    x = np.asarray(values, dtype=np.float64)
+    se_seeds = float(x.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    se_boot = float(math.sqrt(sum(s * s for s in boot_ses)) / n)
+    return Estimate(float(x.mean()), se_seeds, se_boot, n)
+
+
+def varying_factors(measurements: Sequence[Measurement]) -> list[str]:
+    """Factors whose value differs somewhere (a missing factor counts as a value): training
+    overrides first, then setting keys, each sorted by name."""
+    training = sorted({k for m in measurements for k in m.training})
+    setting = sorted({k for m in measurements for k in m.setting} - set(training))
+    return [k for k in training + setting if len({m.factors.get(k) for m in measurements}) > 1]
+
+
+def sort_key(value: str | None) -> tuple[int, float, str]:
+    """Numbers in numeric order before other values in text order."""
+    try:
+        return (0, float(value), "")  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
+
+
+def arm_label(factors: dict[str, str], varying: Sequence[str]) -> str:
+    return ", ".join(f"{k}={factors.get(k, '-')}" for k in varying) or "all runs"
+
+
+def group_arms(measurements: Sequence[Measurement], metrics: Sequence[str] | None = None) -> list[Arm]:
+    """One arm per distinct factor set, ordered by the varying factors' values."""
+    metrics = list(metrics) if metrics is not None else headline_metrics(measurements)
+    varying = varying_factors(measurements)
+    groups: dict[tuple, list[Measurement]] = {}
+    for m in measurements:
+        groups.setdefault(tuple(sorted(m.factors.items())), []).append(m)
+    arms = []
+    for members in groups.values():
+        factors = members[0].factors
+        arm = Arm(factors, arm_label(factors, varying), [m.replicate for m in members])
+        for name in metrics:
+            with_metric = [m for m in members if name in m.metrics]
+            if with_metric:
+                arm.metrics[name] = estimate(
+                    [m.metrics[name] for m in with_metric], [bootstrap_se(m, name) for m in with_metric]
+                )
+        cost_names = sorted({c for m in members for c in m.costs})
+        arm.costs = {c: float(np.mean([m.costs[c] for m in members if c in m.costs])) for c in cost_names}
+        arms.append(arm)
+    return sorted(arms, key=lambda a: [sort_key(a.factors.get(k)) for k in varying])

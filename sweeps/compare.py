@@ -1,0 +1,185 @@
+"""``python -m sweeps.compare EXPERIMENT``: the runs of an MLflow experiment as one comparison.
+
+Reads the experiment from the local SQLite store (``mlflow.db`` in the current folder, as
+``mjexp.train`` writes it) or any ``--tracking-uri`` (``http://host:5000``), groups runs into arms
+(:mod:`sweeps.runs`: training overrides except the seed, plus the evaluated setting), and writes to
+``--out`` (default ``comparisons/<EXPERIMENT>/``):
+
+* ``comparison.md`` and ``comparison.csv``: one row per arm, each metric's mean with its standard
+  error over seeds and its within-run bootstrap SE (:mod:`sweeps.aggregate`), and cost columns
+  (wall time of the training run, generation seconds, images/s, nfe); arms with a single seed are
+  flagged; unfinished training runs are listed with their errors;
+* ``pareto.png`` (FID vs CLIP score per schedule / sampler / guidance variant),
+  ``metric_vs_nfe.png`` and ``metric_vs_hires_strength.png`` where those factors vary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from mjexp.cli import reports_user_errors
+from mjexp.tracking.mlflow import configure_sqlite_busy_timeout, resolve_tracking_uri, sqlite_path
+from sweeps.aggregate import Arm, Estimate, group_arms, headline_metrics, varying_factors
+from sweeps.plots import comparison_plots
+from sweeps.runs import FailedRun, measurements_from_runs, search_all_runs
+
+COST_COLUMNS = {
+    "run_wall_s": "run wall s",
+    "generation_s": "generation s",
+    "images_per_s": "images/s",
+    "nfe": "nfe",
+}
+
+
+@dataclass
+class Comparison:
+    """What one comparison produced (the files, and the arms behind them)."""
+
+    arms: list[Arm]
+    failed: list[FailedRun]
+    varying: list[str]
+    metrics: list[str]
+    files: list[Path]
+
+
+def pick_metric(names: Sequence[str], family: str) -> str | None:
+    """``family/<model>`` for the plots: a standard model's if logged, else the domain judge's."""
+    candidates = [n for n in names if n.startswith(family + "/") and n.count("/") == 1]
+    standard = [n for n in candidates if not n.endswith("/judge")]
+    return (standard or candidates or [None])[0]
+
+
+def format_estimate(e: Estimate | None) -> str:
+    if e is None:
+        return ""
+    seeds = f"± {e.se_seeds:.2g}" if math.isfinite(e.se_seeds) else "± n/a"
+    boot = f" [boot ± {e.se_boot:.2g}]" if math.isfinite(e.se_boot) else ""
+    return f"{e.mean:.4g} {seeds}{boot}"
+
+
+def format_cost(value: float | None) -> str:
+    return "" if value is None else f"{value:.3g}"
+
+
+def write_csv(arms: Sequence[Arm], varying: Sequence[str], metrics: Sequence[str], path: Path) -> Path:
+    header = ["arm", *varying, "n_seeds", "single_seed", "seeds"]
+    for m in metrics:
+        header += [f"{m}:mean", f"{m}:se_seeds", f"{m}:se_boot"]
+    header += list(COST_COLUMNS)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for arm in arms:
+            row: list[object] = [arm.label, *[arm.factors.get(k, "") for k in varying]]
+            row += [len(arm.replicates), arm.single_seed, " ".join(str(r) for r in arm.replicates)]
+            for m in metrics:
+                e = arm.metrics.get(m)
+                row += [e.mean, e.se_seeds, e.se_boot] if e else ["", "", ""]
+            row += [arm.costs.get(c, "") for c in COST_COLUMNS]
+            writer.writerow(row)
+    return path
+
+
+def markdown(
+    experiment: str, uri: str, arms: Sequence[Arm], failed: Sequence[FailedRun], metrics: Sequence[str],
+    plots: Sequence[Path], replicate_key: str,
+) -> str:
+    single = [a for a in arms if a.single_seed]
+    lines = [
+        f"# Comparison: {experiment}",
+        "",
+        f"MLflow store `{uri}`: {len(arms)} arm(s), {len(failed)} unfinished (failed, killed or running) training run(s). "
+        f"Arms differ in the columns of their label; repeats over `{replicate_key}` are pooled.",
+        "",
+        "Each cell: mean ± standard error over seeds [boot ± the runs' bootstrap standard error].",
+    ]
+    if single:
+        lines += [
+            "",
+            f"**Note:** {len(single)} of {len(arms)} arm(s) have a single seed, so they have no "
+            f"seed-to-seed error (`± n/a`); only the bootstrap SE over images, which ignores training "
+            f"randomness. Repeat the training with `{replicate_key}=0,1,2` for honest error bars.",
+        ]
+    header = ["arm", "seeds", *metrics, *COST_COLUMNS.values()]
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for a in arms:
+        seeds = f"{len(a.replicates)}" + (" (single seed)" if a.single_seed else "")
+        cells = [a.label, seeds, *[format_estimate(a.metrics.get(m)) for m in metrics]]
+        cells += [format_cost(a.costs.get(c)) for c in COST_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    if failed:
+        lines += ["", "## Unfinished training runs", "", "| run | status | overrides | error |", "|---|---|---|---|"]
+        for f in failed:
+            overrides = " ".join(f"{k}={v}" for k, v in f.factors.items())
+            error = f.error.replace("\n", " ").replace("|", "\\|")
+            lines.append(f"| {f.run_name} ({f.run_id[:8]}) | {f.status} | {overrides} | {error} |")
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def compare(
+    experiment: str,
+    tracking_uri: str | None = None,
+    out_dir: str | Path | None = None,
+    metrics: Sequence[str] | None = None,
+    replicate_key: str = "seed",
+    filter_string: str = "",
+) -> Comparison:
+    """Write the comparison of ``experiment``'s runs; see the module docstring."""
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_tracking_uri(tracking_uri, Path.cwd())
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        raise FileNotFoundError(
+            f"no MLflow store at {db}: run from the folder training was launched in, or pass --tracking-uri"
+        )
+    configure_sqlite_busy_timeout()
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise ValueError(f"no MLflow experiment {experiment!r} in {uri}; experiments there: {', '.join(names) or 'none'}")
+    runs = search_all_runs(client, found.experiment_id)
+    keep = {r.info.run_id for r in search_all_runs(client, found.experiment_id, filter_string)} if filter_string else None
+    measurements, failed = measurements_from_runs(runs, replicate_key, keep)
+    if not measurements and not failed:
+        matching = f" matching {filter_string!r}" if filter_string else ""
+        raise ValueError(f"experiment {experiment!r} has no training runs{matching}")
+    metrics = list(metrics) if metrics else headline_metrics(measurements)
+    arms = group_arms(measurements, metrics)
+    varying = varying_factors(measurements)
+    out = Path(out_dir) if out_dir else Path("comparisons") / experiment
+    out.mkdir(parents=True, exist_ok=True)
+    plots = comparison_plots(arms, varying, pick_metric(metrics, "fid"), pick_metric(metrics, "clip_score"), out)
+    table = out / "comparison.md"
+    table.write_text(markdown(experiment, uri, arms, failed, metrics, plots, replicate_key), encoding="utf-8")
+    files = [table, write_csv(arms, varying, metrics, out / "comparison.csv"), *plots]
+    return Comparison(arms, failed, varying, metrics, files)
+
+
+@reports_user_errors
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sweeps.compare", description=__doc__.splitlines()[0])
+    parser.add_argument("experiment", help="MLflow experiment name (an experiment config's `name`)")
+    parser.add_argument("--tracking-uri", help="default: sqlite:///mlflow.db in the current folder")
+    parser.add_argument("--out", help="output folder (default: comparisons/<experiment>)")
+    parser.add_argument("--metrics", nargs="+", help="metrics to tabulate (default: every headline metric)")
+    parser.add_argument("--replicate-key", default="seed", help="the override whose repeats are pooled (default: seed)")
+    parser.add_argument(
+        "--filter", default="", help="MLflow filter on training runs, e.g. \"tags.`mjexp.sweep_dir` LIKE '%%01-02%%'\""
+    )
+    args = parser.parse_args(argv)
+    result = compare(args.experiment, args.tracking_uri, args.out, args.metrics, args.replicate_key, args.filter)
+    print(result.files[0].read_text(encoding="utf-8"))
+    print("Wrote " + ", ".join(str(p) for p in result.files))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""``sweeps.compare`` on MLflow runs laid out as mjexp logs them (written here directly, no training)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sweeps.compare import compare, main
+
+Z95 = 1.959963984540054  # normal quantile of a 95 % interval
+
+
+def log_training(
+    client: MlflowClient, experiment_id: str, overrides: dict[str, Any], settings: list[tuple[dict, dict]],
+    status: str = "FINISHED", error: str | None = None,
+) -> None:
+    """A parent run tagged with its overrides and one nested run per (setting, metrics)."""
+    tags = {f"override.{k}": str(v) for k, v in overrides.items()} | ({"error": error} if error else {})
+    parent = client.create_run(experiment_id, tags=tags).info.run_id
+    client.log_param(parent, "seed", str(overrides.get("seed", 0)))
+    for setting, metrics in settings:
+        child = client.create_run(experiment_id, tags={"mlflow.parentRunId": parent}).info.run_id
+        for key, value in setting.items():
+            client.log_param(child, f"setting.{key}", str(value))
+        for key, value in metrics.items():
+            client.log_metric(child, key, value)
+        client.set_terminated(child)
+    client.set_terminated(parent, status=status)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    uri = f"sqlite:///{tmp_path_factory.mktemp('compare') / 'mlflow.db'}"
+    client = MlflowClient(uri)
+
+    # Two samplers x two step counts x three seeds; FID = f(sampler, steps) + seed offset.
+    samplers = client.create_experiment("samplers")
+    for seed in range(3):
+        settings = []
+        for sampler, base in (("ddim", 10.0), ("heun", 8.0)):
+            for steps in (5, 10):
+                fid = base - steps / 5 + 0.5 * seed
+                metrics = {
+                    "fid/judge": fid, "fid/judge/ci_low": fid - 0.2 * (seed + 1), "fid/judge/ci_high": fid + 0.2 * (seed + 1),
+                    "clip_score/judge": 20 + steps + seed, "clip_score/judge/se": 0.1,
+                    "cost/nfe": steps * (2 if sampler == "heun" else 1), "cost/images_per_second": 4.0,
+                }
+                settings.append(({"sampler.name": sampler, "sampler.steps": steps}, metrics))
+        log_training(client, samplers, {"+experiment": "sampler_steps", "seed": seed}, settings)
+
+    # Hires strengths of one single-seed training, plus a training that failed.
+    hires = client.create_experiment("hires")
+    log_training(client, hires, {"seed": 0}, [
+        ({"hires.strength": s}, {"fid/judge": 5 - s, "clip_score/judge": 20 + s, "base/fid/judge": 6.0}) for s in (0.3, 0.5, 0.7)
+    ])
+    log_training(client, hires, {"seed": 1, "optim.lr": 1e30}, [], status="FAILED", error="NonFiniteLossError: inf")
+    return uri
+
+
+def test_arms_pool_seeds_with_both_standard_errors(store: str, tmp_path: Path) -> None:
+    result = compare("samplers", store, tmp_path)
+    assert result.varying == ["sampler.name", "sampler.steps"]
+    assert [a.label for a in result.arms] == [
+        "sampler.name=ddim, sampler.steps=5", "sampler.name=ddim, sampler.steps=10",
+        "sampler.name=heun, sampler.steps=5", "sampler.name=heun, sampler.steps=10",
+    ]
+    assert result.metrics == ["fid/judge", "clip_score/judge"]
+
+    with open(tmp_path / "comparison.csv") as f:
+        rows = {r["arm"]: r for r in csv.DictReader(f)}
+    row = rows["sampler.name=heun, sampler.steps=10"]
+    fids = np.array([8.0 - 2 + 0.5 * seed for seed in range(3)])
+    assert float(row["fid/judge:mean"]) == pytest.approx(fids.mean())
+    assert float(row["fid/judge:se_seeds"]) == pytest.approx(fids.std(ddof=1) / math.sqrt(3))
+    boot = [0.4 * (seed + 1) / (2 * Z95) for seed in range(3)]  # interval width / (2 z) per run
+    assert float(row["fid/judge:se_boot"]) == pytest.approx(math.sqrt(sum(s * s for s in boot)) / 3)
+    assert float(row["clip_score/judge:se_boot"]) == pytest.approx(math.sqrt(3 * 0.01) / 3)
+    assert float(row["nfe"]) == 20 and row["n_seeds"] == "3" and row["single_seed"] == "False"
+
+    names = {p.name for p in result.files}
+    assert {"comparison.md", "comparison.csv", "pareto.png", "metric_vs_nfe.png"} <= names
+    assert "metric_vs_hires_strength.png" not in names
+    assert "single seed" not in (tmp_path / "comparison.md").read_text()
+
+
+def test_single_seed_arms_and_failed_runs_are_called_out(store: str, tmp_path: Path) -> None:
+    result = compare("hires", store, tmp_path)
+    assert [a.factors["hires.strength"] for a in result.arms] == ["0.3", "0.5", "0.7"]
+    assert all(a.single_seed and math.isnan(a.metrics["fid/judge"].se_seeds) for a in result.arms)
+    assert result.metrics == ["fid/judge", "clip_score/judge", "base/fid/judge"]
+    assert [f.error for f in result.failed] == ["NonFiniteLossError: inf"]
+    text = (tmp_path / "comparison.md").read_text()
+    assert "3 of 3 arm(s) have a single seed" in text and "± n/a" in text
+    assert "## Unfinished training runs" in text and "optim.lr=1e+30" in text and "NonFiniteLossError: inf" in text
+    assert (tmp_path / "metric_vs_hires_strength.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_names_a_missing_experiment_and_the_ones_there(store: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["nope", "--tracking-uri", store])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "no MLflow experiment 'nope'" in error and "hires" in error and "samplers" in error
+
+
+def test_cli_without_a_store_says_where_it_looked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["anything"])
+    assert f"no MLflow store at {tmp_path / 'mlflow.db'}" in capsys.readouterr().err
+    assert not (tmp_path / "mlflow.db").exists()
