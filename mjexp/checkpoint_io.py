@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -59,6 +59,30 @@ def load_torch_file(path: str | Path, map_location: Any = "cpu") -> Any:
         else:
             reason = f"it is truncated or corrupted ({type(error).__name__}: {text.splitlines()[0][:200]})"
         raise CheckpointError(f"cannot load checkpoint {path}: {reason}") from None
+
+
+def state_mismatch(own: Mapping[str, torch.Tensor], loaded: Mapping[str, Any], show: int = 5) -> list[str]:
+    """What keeps ``loaded`` from fitting a module whose state is ``own``: missing, unexpected and
+    mis-shaped keys (the first ``show`` of each); empty when it fits."""
+
+    def listed(keys: list[str]) -> str:
+        return f"{keys[:show]}{' ...' if len(keys) > show else ''}"
+
+    missing = sorted(set(own) - set(loaded))
+    unexpected = sorted(set(loaded) - set(own))
+    shapes = [
+        f"{k}: checkpoint {tuple(loaded[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in loaded and tuple(loaded[k].shape) != tuple(own[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {listed(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {listed(unexpected)}")
+    if shapes:
+        problems.append(f"shape mismatches {listed(shapes)}")
+    return problems
 
 
 class SafeCheckpointIO(TorchCheckpointIO):

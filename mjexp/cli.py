@@ -1,7 +1,9 @@
 """What the command-line entry points share: user errors end in one line and exit status 2.
 
 A config, checkpoint, data or preflight problem is the user's to fix, and a traceback only hides
-the one sentence that says how; ``MJEXP_DEBUG=1`` shows the traceback anyway.
+the one sentence that says how; ``MJEXP_DEBUG=1`` shows the traceback anyway. Inside a Hydra
+multirun the error is re-raised instead: exiting would end the whole sweep, while a raised error
+fails only this job (Hydra records it, the other jobs run, the sweep summary names it).
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (ValueError, FileNotFoundError, CheckpointError, PreflightError)
 
 
+def in_multirun() -> bool:
+    """True inside a job of ``-m`` / ``--multirun``."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def reports_user_errors(task: F) -> F:
     """Wrap a Hydra task function: known user errors -> ``error: <message>`` on stderr, exit 2."""
 
@@ -29,7 +39,7 @@ def reports_user_errors(task: F) -> F:
         try:
             return task(*args, **kwargs)
         except user_errors() as error:
-            if os.environ.get("MJEXP_DEBUG"):
+            if os.environ.get("MJEXP_DEBUG") or in_multirun():
                 raise
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)

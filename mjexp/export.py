@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 
 from mjexp.builders import build_schedule, build_text_encoder, build_unet, check_loaded_config
-from mjexp.checkpoint_io import CheckpointError, atomic_write, load_torch_file
+from mjexp.checkpoint_io import CheckpointError, atomic_write, load_torch_file, state_mismatch
 from mjexp.diffusion.schedules import NoiseSchedule
 from mjexp.diffusion.unet import UNet
 from mjexp.text.base import TextEncoder
@@ -118,21 +118,11 @@ def _load_state(path: Path, weights: Weights) -> tuple[dict[str, Any], dict[str,
 
 def load_state_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], what: str, source: str) -> None:
     """``load_state_dict`` whose error names every missing, unexpected and mis-shaped key."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
-        if shapes:
-            parts.append(f"shape mismatches {shapes[:5]}{' ...' if len(shapes) > 5 else ''}")
+    problems = state_mismatch(module.state_dict(), state)
+    if problems:
         raise CheckpointError(
-            f"{source} does not fit this {what} configuration ({'; '.join(parts)}); was it trained with a different "
-            "unet / text_encoder config?"
+            f"{source} does not fit this {what} configuration ({'; '.join(problems)}); was it trained with a "
+            "different unet / text_encoder config?"
         )
     module.load_state_dict(state)
 

@@ -32,6 +32,7 @@ from mjexp.config import validate
 from mjexp.diffusion.module import DiffusionModule, OptimSettings
 from mjexp.export import export_model
 from mjexp.tracking.journal import JOURNAL_NAME, Journal
+from mjexp.tracking.hydra_job import hydra_job_tags
 from mjexp.tracking.lightning import SafeMLFlowLogger
 from mjexp.tracking.mlflow import Tracker, resolve_tracking_uri
 from mjexp.tracking.provenance import provenance_tags, write_provenance_files
@@ -98,7 +99,11 @@ def open_tracker(cfg: DictConfig, output_dir: Path, resume: Resume | None) -> Tr
     uri = resolve_tracking_uri(cfg.tracking.tracking_uri, launch_dir)
     experiment = cfg.tracking.experiment or cfg.name
     run_name = cfg.tracking.run_name or output_dir.name
-    tags = {**provenance_tags(Path(__file__).resolve().parent.parent), "mjexp.output_dir": str(output_dir)}
+    tags = {
+        **provenance_tags(Path(__file__).resolve().parent.parent),
+        **hydra_job_tags(),
+        "mjexp.output_dir": str(output_dir),
+    }
     tracker = Tracker(
         uri, experiment, run_name, Journal(output_dir / JOURNAL_NAME), tags=tags,
         resume_run_id=resume.run_id if resume else None, enabled=cfg.tracking.enabled,
@@ -120,6 +125,9 @@ def build_trainer(cfg: DictConfig, output_dir: Path, logger: Any) -> L.Trainer:
         save_top_k=2,
         monitor="step",
         mode="max",
+        # Save when the step is due. Otherwise Lightning defers a save due at an epoch's last batch
+        # to a validation that may never run at that step, losing that (possibly final) checkpoint.
+        save_on_train_epoch_end=True,
     )
     return L.Trainer(
         accelerator=t.accelerator,
@@ -212,6 +220,8 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
             resolved["text_encoder"]["path"] = str(clip_path)
         encoder = build_text_encoder(cfg.text_encoder, domain_clip_path=clip_path)
         module = build_module(cfg, encoder, resolved)
+        if cfg.trainer.compile:
+            module.unet.compile()  # in place: parameter names (checkpoints, EMA, export) are unchanged
         trainer = build_trainer(cfg, output_dir, SafeMLFlowLogger(tracker))
         if resume is None:
             # A step-0 validation gives the untrained baseline that the final val/loss is judged against.

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mjexp.data.captions import CaptionSchema
 from mjexp.data.images import to_model_range
+from mjexp.data.resumable import ResumableLoader, ResumableSampler
 from mjexp.data.splits import check_split
 
 Sample = dict[str, Any]  # {"image": (3, H, W) float, "text": str, optional "attrs": {name: value}}
@@ -117,23 +118,29 @@ class CaptionedImageDataModule(L.LightningDataModule):
             self.dataset(split)
 
     def dataloader(self, split: str, shuffle: bool = False, drop_last: bool = False) -> DataLoader:
-        """A loader over any split; ``shuffle`` draws from a generator seeded by ``seed``."""
+        """A loader over any split; ``shuffle`` gives a :class:`ResumableLoader` seeded by ``seed``.
+
+        Every loader gets a seeded generator: starting an epoch then draws its worker seeds from
+        it rather than from the global RNG, so validating never shifts the random stream that
+        training draws its noise from (and a resumed run matches an uninterrupted one).
+        """
         dataset = self.dataset(split)
         if drop_last and len(dataset) < self.batch_size:
             raise ValueError(
                 f"{type(self).__name__}: split {split!r} has {len(dataset)} images, fewer than "
                 f"batch_size={self.batch_size}, so it would yield no batches; lower batch_size or add data"
             )
-        return DataLoader(
-            dataset,
+        settings = dict(
             batch_size=self.batch_size,
-            shuffle=shuffle,
             drop_last=drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             collate_fn=collate,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            generator=torch.Generator().manual_seed(self.seed),
         )
+        if shuffle:
+            return ResumableLoader(dataset, sampler=ResumableSampler(dataset, self.seed), **settings)
+        return DataLoader(dataset, **settings)
 
     def train_dataloader(self) -> DataLoader:
         return self.dataloader("train", shuffle=True, drop_last=True)

@@ -4,6 +4,11 @@ Thin glue: the math lives in ``schedules``, ``parameterization`` and ``losses``.
 condition dropout (so one model serves classifier-free guidance), EMA weights kept in a separate
 module, AdamW with warmup, a validation loss on fixed noise, and checkpoints that leave frozen
 text encoders out (they are rebuilt from their source).
+
+Checkpoints resume exactly: besides what Lightning restores (weights, EMA weights and counters,
+optimizer, LR schedule, loop counters, the train loader's position), they carry the global RNG
+states, restored when training restarts. They never hold non-finite weights, and one without
+the EMA state, or made for another U-Net configuration, is refused with the keys named.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from mjexp import random_state
+from mjexp.checkpoint_io import CheckpointError, state_mismatch
 from mjexp.diffusion.ema import EMA
 from mjexp.diffusion.losses import LossWeighting, loss_weights
 from mjexp.diffusion.parameterization import Parameterization, check_parameterization, target_from
@@ -92,6 +99,8 @@ class DiffusionModule(L.LightningModule):
         self.ema_text_encoder = EMA(text_encoder, ema_max_decay, ema_power) if text_encoder.trainable else None
         self.register_buffer("alphas_cumprod", schedule.alphas_cumprod.float(), persistent=False)
         self.skipped_steps = 0
+        self._step_skipped = False
+        self._rng_to_restore: dict[str, Any] | None = None
 
     # ---- the objective -----------------------------------------------------------------------
     def conditioning(self, encoder: TextEncoder, prompts: list[str], dropout: float = 0.0) -> TextEmbedding:
@@ -132,17 +141,18 @@ class DiffusionModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         loss = self.diffusion_loss(self.unet, self.text_encoder, batch, dropout=self.cond_dropout)
-        if not torch.isfinite(loss):
+        self._step_skipped = not torch.isfinite(loss)
+        if self._step_skipped:
             message = f"non-finite training loss ({loss.item()}) at global step {self.global_step}"
-            if self.nonfinite_loss == "skip":
-                self.skipped_steps += 1
-                self.log("train/skipped_steps", float(self.skipped_steps))
-                self.print(f"warning: {message}; step skipped")
-                return None
-            raise NonFiniteLossError(message + "; set train.nonfinite_loss=skip to skip such steps")
+            if self.nonfinite_loss != "skip":
+                raise NonFiniteLossError(message + "; set diffusion.nonfinite_loss=skip to skip such steps")
+            self.skipped_steps += 1
+            self.print(f"warning: {message}; step skipped")
+        # Logged at every step: Lightning would otherwise repeat the previous step's loss at a skipped one.
         self.log("train/loss", loss, prog_bar=True)
+        self.log("train/skipped_steps", float(self.skipped_steps))
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
-        return loss
+        return None if self._step_skipped else loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(self.val_seed + batch_idx)
@@ -162,7 +172,9 @@ class DiffusionModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        super().optimizer_step(*args, **kwargs)
+        super().optimizer_step(*args, **kwargs)  # runs training_step (the closure) first
+        if self._step_skipped:  # the weights did not change: the average must not either
+            return
         self.ema_unet.update(self.unet)
         if self.ema_text_encoder is not None:
             self.ema_text_encoder.update(self.text_encoder)
@@ -187,12 +199,37 @@ class DiffusionModule(L.LightningModule):
                 "the previous checkpoint is kept"
             )
         checkpoint["mjexp_config"] = self.run_config
+        checkpoint["mjexp_rng"] = random_state.capture()
+        checkpoint["mjexp_skipped_steps"] = self.skipped_steps
         prefix = self._frozen_encoder_prefix()
         if prefix:
             checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(prefix)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        path = self._trainer.ckpt_path if self._trainer is not None else None
+        source = f"checkpoint {path}" if path else "the checkpoint"
         prefix = self._frozen_encoder_prefix()
         if prefix:
             for key, value in self.text_encoder.state_dict().items():
                 checkpoint["state_dict"].setdefault(prefix + key, value)
+        state = checkpoint["state_dict"]
+        if not any(k.startswith("ema_unet.") for k in state):
+            raise CheckpointError(
+                f"{source} has no EMA state (ema_unet.*): resuming would restart the average from the "
+                "current weights; resume from a checkpoint written by mjexp training"
+            )
+        problems = state_mismatch(self.state_dict(), state)
+        if problems:
+            raise CheckpointError(
+                f"{source} does not fit this model ({'; '.join(problems)}); was it trained with a different "
+                "unet / text_encoder config?"
+            )
+        self.skipped_steps = int(checkpoint.get("mjexp_skipped_steps", 0))
+        self._rng_to_restore = checkpoint.get("mjexp_rng")
+
+    def on_train_start(self) -> None:
+        # Restored when training starts rather than at load time, so nothing Lightning does while
+        # setting up can consume draws that the uninterrupted run did not make.
+        if self._rng_to_restore is not None:
+            random_state.restore(self._rng_to_restore)
+            self._rng_to_restore = None

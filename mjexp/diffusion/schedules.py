@@ -211,7 +211,9 @@ class NoiseSchedule:
         elif spacing == "leading":
             ts = (torch.arange(steps, dtype=torch.float64) * (T // steps)).round()
         elif spacing == "trailing":
-            ts = (torch.arange(T, 0, -T / steps, dtype=torch.float64).round() - 1).flip(0)
+            # T - k T/steps for k < steps. (``arange(T, 0, -T/steps)``, as diffusers writes it, can
+            # return one element more, e.g. T=1000, steps=61, which became timestep -1.)
+            ts = ((T - torch.arange(steps, dtype=torch.float64) * (T / steps)).round() - 1).flip(0)
         else:
             raise ValueError(f"unknown spacing {spacing!r}; choose leading, trailing or linspace")
         return ts.flip(0)
