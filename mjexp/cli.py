@@ -19,8 +19,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 def user_errors() -> tuple[type[BaseException], ...]:
     from evaluation.preflight import PreflightError
     from mjexp.checkpoint_io import CheckpointError
+    from mjexp.diffusion.module import NonFiniteLossError
 
-    return (ValueError, FileNotFoundError, CheckpointError, PreflightError)
+    return (ValueError, FileNotFoundError, CheckpointError, PreflightError, NonFiniteLossError)
 
 
 def in_multirun() -> bool:

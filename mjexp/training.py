@@ -9,6 +9,7 @@ with its error; what was already written (checkpoints, journal) stays on disk.
 from __future__ import annotations
 
 import json
+import os
 import traceback
 import warnings
 from dataclasses import dataclass
@@ -93,9 +94,19 @@ def resolve_resume(ckpt_path: str | None, output_dir: Path) -> Resume | None:
     return Resume(checkpoint, run_dir, run_id)
 
 
+def is_primary_process() -> bool:
+    """False in the extra processes a distributed launcher starts (Lightning DDP, torchrun, SLURM).
+
+    Those processes re-run the entry point; only the primary one tracks, exports and evaluates.
+    """
+    return all(int(os.environ.get(var, "0") or 0) == 0 for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"))
+
+
 def open_tracker(cfg: DictConfig, output_dir: Path, resume: Resume | None) -> Tracker:
     """The invocation's parent MLflow run (the resumed one when continuing a training)."""
     launch_dir = Path.cwd()
+    if not is_primary_process():
+        return Tracker("", cfg.tracking.experiment or cfg.name, "", Journal(None), enabled=False)
     uri = resolve_tracking_uri(cfg.tracking.tracking_uri, launch_dir)
     experiment = cfg.tracking.experiment or cfg.name
     run_name = cfg.tracking.run_name or output_dir.name
@@ -227,6 +238,8 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
             # A step-0 validation gives the untrained baseline that the final val/loss is judged against.
             trainer.validate(module, datamodule=datamodule, verbose=False)
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume.checkpoint) if resume else None)
+        if not trainer.is_global_zero:
+            return {}
 
         export_dir = export_model(module, resolved, output_dir / "export", clip_path)
         tracker.log_artifact(export_dir, "export")

@@ -19,15 +19,19 @@ JOURNAL_NAME = "tracking_journal.jsonl"
 class Journal:
     """One line per event: ``{"event": ..., "run": <local run key>, "time": ..., ...}``."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: str | Path | None) -> None:
+        """``path=None`` records nothing (the non-primary processes of a distributed run)."""
+        self.path = Path(path) if path is not None else None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         # Sequence numbers continue across restarts (a resumed run appends to the same file).
         self._seq = max((e.get("seq", 0) for e in self.events()), default=0)
 
     def record(self, event: str, run: str, **payload: Any) -> int:
         """Append one event; returns its sequence number (acknowledged later by an "ack")."""
         self._seq += 1
+        if self.path is None:
+            return self._seq
         entry = {"event": event, "run": run, "seq": self._seq, "time": time.time(), **payload}
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(entry, default=str) + "\n")
@@ -36,7 +40,7 @@ class Journal:
         return self._seq
 
     def events(self) -> Iterator[dict[str, Any]]:
-        if not self.path.exists():
+        if self.path is None or not self.path.exists():
             return
         with open(self.path, encoding="utf-8") as f:
             for number, line in enumerate(f, 1):

@@ -244,14 +244,20 @@ class Tracker:
 
 
 def get_or_create_experiment(client: Any, name: str) -> str:
-    """Experiment id for ``name``; tolerant of another job creating it at the same moment."""
+    """Experiment id for ``name``; tolerant of another job creating it at the same moment.
+
+    On a SQLite store the artifacts go next to the database (``mlruns/`` beside ``mlflow.db``),
+    not into whatever directory the process happens to run in.
+    """
     from mlflow.exceptions import MlflowException
 
     existing = client.get_experiment_by_name(name)
     if existing is not None:
         return existing.experiment_id
+    db = sqlite_path(client.tracking_uri) if isinstance(getattr(client, "tracking_uri", None), str) else None
+    location = (db.parent / "mlruns").resolve().as_uri() if db else None
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, artifact_location=location)
     except MlflowException:
         existing = client.get_experiment_by_name(name)
         if existing is None:
