@@ -31,6 +31,7 @@ from mjexp.export import LoadedModel, load_model
 from mjexp.generation import generate_to_folder, load_images
 from mjexp.grid import DATA_PROMPTS, expand_grid
 from mjexp.sampling.module import GuidanceSampler
+from mjexp.sampling.runtime import Runtime
 from mjexp.tracking.mlflow import Tracker
 
 def setting_label(overrides: Mapping[str, Any]) -> str:
@@ -200,6 +201,7 @@ class GridEvaluation:
         module = GuidanceSampler(
             self.loaded.unet, self.loaded.text_encoder, self.loaded.schedule, self.resolution,
             sampler, guidance, hires, negative, seed=cfg.eval.seed,
+            runtime=Runtime(cfg.eval.precision, cfg.eval.compile, cfg.eval.cuda_graphs),
         )
         folder = self.out_dir / "generated" / label
         settings = OmegaConf.to_container(sampling, resolve=True)

@@ -14,6 +14,7 @@ from mjexp.config import validate
 from mjexp.export import load_model
 from mjexp.generation import generate_to_folder, load_images
 from mjexp.sampling.module import GuidanceSampler
+from mjexp.sampling.runtime import Runtime
 
 
 def read_prompts(path: str | Path) -> list[str]:
@@ -47,6 +48,7 @@ def run_sampling(cfg: DictConfig) -> Path:
     module = GuidanceSampler(
         loaded.unet, loaded.text_encoder, loaded.schedule, int(loaded.config["data"]["resolution"]),
         sampler, guidance, hires, negative, seed=cfg.seed,
+        runtime=Runtime(cfg.precision, cfg.compile, cfg.cuda_graphs),
     )
     out = Path(cfg.output_dir)
     manifest = generate_to_folder(

@@ -5,6 +5,10 @@ place of the raw ones (a pitfall DESIGN.md lists), and sampling simply uses the 
 The decay warms up as ``1 - (1 + n / inv_gamma) ** -power`` (the schedule of Karras' EDM
 "power" EMA as used by diffusers' ``EMAModel``), so short runs are not dominated by the initial
 random weights.
+
+An update is one multi-tensor ``lerp`` over all parameters and one multi-tensor copy of the
+buffers; the step count lives in a buffer (saved in checkpoints) mirrored by a Python integer, so
+computing the decay never reads a GPU tensor back to the host (no device sync per step).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class EMA(nn.Module):
         self.max_decay = max_decay
         self.power = power
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        self._count: int | None = 0  # host mirror of num_updates; None = read it again (after loading)
 
     def train(self, mode: bool = True) -> "EMA":
         # The averaged copy is only ever used for evaluation (no dropout).
@@ -40,13 +45,21 @@ class EMA(nn.Module):
         self.averaged.eval()
         return self
 
+    def _load_from_state_dict(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super()._load_from_state_dict(*args, **kwargs)
+        self._count = None  # num_updates came from the checkpoint
+
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        self.num_updates += 1
-        decay = ema_decay(int(self.num_updates), self.max_decay, self.power)
+        if self._count is None:
+            self._count = int(self.num_updates)  # once after loading, not every step
+        self._count += 1
+        self.num_updates.fill_(self._count)
+        decay = ema_decay(self._count, self.max_decay, self.power)
         ema_params = list(self.averaged.parameters())
         params = [p.detach() for p in model.parameters()]
         # lerp_(target, w): ema += w * (p - ema), i.e. ema = decay * ema + (1 - decay) * p
         torch._foreach_lerp_(ema_params, params, 1.0 - decay)
-        for ema_buf, buf in zip(self.averaged.buffers(), model.buffers()):
-            ema_buf.copy_(buf)
+        ema_buffers, buffers = list(self.averaged.buffers()), list(model.buffers())
+        if ema_buffers:
+            torch._foreach_copy_(ema_buffers, buffers)

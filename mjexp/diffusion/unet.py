@@ -38,6 +38,10 @@ class UNetSpec:
     pooled_dim: int = 128  # width of the pooled text embedding (0 disables it)
     dropout: float = 0.0
     groups: int = 8
+    # Keep conv weights and activations channels-last (NHWC): the same math, laid out so oneDNN
+    # (CPU) and tensor-core (GPU) convolutions need no layout conversions, and the transformer
+    # blocks' pixel tokens are views instead of copies (see benchmarks/ and BENCHMARKS.md).
+    channels_last: bool = False
 
     @property
     def downsampling_factor(self) -> int:
@@ -198,6 +202,8 @@ class UNet(nn.Module):
 
         self.norm_out = nn.GroupNorm(spec.groups, in_ch)
         self.conv_out = zero_module(nn.Conv2d(in_ch, spec.out_channels, 3, padding=1))
+        if spec.channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def forward(
         self,
@@ -221,7 +227,10 @@ class UNet(nn.Module):
         context = torch.cat([self.null_context.expand(len(text), -1, -1).to(text.tokens.dtype), text.tokens], 1)
         mask = F.pad(text.mask.bool(), (1, 0), value=True)
 
-        h = self.conv_in(x if image is None else torch.cat([x, image], dim=1))
+        h = x if image is None else torch.cat([x, image], dim=1)
+        if self.spec.channels_last:
+            h = h.contiguous(memory_format=torch.channels_last)
+        h = self.conv_in(h)
         skips = [h]
         for i, level in enumerate(self.down):
             for res, attn in zip(level.res, level.attn):

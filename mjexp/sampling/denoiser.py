@@ -78,5 +78,6 @@ class Denoiser:
         t_dtype = torch.promote_types(x.dtype, torch.float32)  # keep fractional t exact in half precision
         t_batch = torch.full((x.shape[0],), t, dtype=t_dtype, device=x.device)
         x_vp = vp_state(x, sigma)
-        output = self.network(x_vp, t_batch, **cond)
+        # A network run under autocast answers in bf16; the sampler state keeps its own dtype.
+        output = self.network(x_vp, t_batch, **cond).to(x.dtype)
         return predictions_from(self.parameterization, output, x_vp, *vp_coefficient_tensors(sigma))

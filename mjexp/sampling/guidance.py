@@ -172,6 +172,13 @@ class GuidedDenoiser:
         self.guidance = guidance
         self.nfe = 0
         self.network_evals = 0
+        self._both: Cond | None = None  # [cond; uncond], batched once for every guided call
+
+    @property
+    def both(self) -> Cond:
+        if self._both is None:
+            self._both = cat_cond(self.cond, self.uncond)  # type: ignore[arg-type]
+        return self._both
 
     def __call__(self, x: torch.Tensor, sigma: float, t: float | None = None) -> Predictions:
         g = self.guidance
@@ -184,7 +191,7 @@ class GuidedDenoiser:
             modified = False
         else:
             self.network_evals += 2
-            both = self.denoiser(torch.cat([x, x]), sigma, cat_cond(self.cond, self.uncond), t)  # type: ignore[arg-type]
+            both = self.denoiser(torch.cat([x, x]), sigma, self.both, t)
             (cond_x0, uncond_x0), (cond_eps, uncond_eps) = both.x0.chunk(2), both.eps.chunk(2)
             x0 = uncond_x0 + w * (cond_x0 - uncond_x0)
             eps = uncond_eps + w * (cond_eps - uncond_eps)

@@ -3,7 +3,8 @@
 Thin glue over :func:`mjexp.sampling.hires.hires_fix` (which is plain sampling when the hires fix
 is disabled). ``trainer.predict`` over a prompt set spreads the items across devices; each item's
 noise depends only on (seed, prompt index, sample index), so images do not depend on batch size
-or the number of processes.
+or the number of processes. ``runtime`` chooses how the network executes (precision, compile,
+CUDA graphs; :mod:`mjexp.sampling.runtime`) without touching the sampling math.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from mjexp.sampling.denoiser import Denoiser
 from mjexp.sampling.guidance import Guidance, unconditional_text
 from mjexp.sampling.hires import HiresSettings, hires_fix
 from mjexp.sampling.noise import ItemNoise
+from mjexp.sampling.runtime import Network, Runtime
 from mjexp.sampling.samplers import SamplerSettings
 from mjexp.text.base import TextEncoder
 
@@ -37,6 +39,7 @@ class GuidanceSampler(L.LightningModule):
         hires: HiresSettings | None = None,
         negative_prompt: str = "",
         seed: int = 0,
+        runtime: Runtime | None = None,
     ) -> None:
         super().__init__()
         self.unet = unet.eval().requires_grad_(False)
@@ -48,8 +51,18 @@ class GuidanceSampler(L.LightningModule):
         self.hires = hires or HiresSettings()
         self.negative_prompt = negative_prompt
         self.seed = seed
+        self.runtime = runtime or Runtime()
+        # (device, network): a plain tuple, so a compiled module is not registered as a submodule.
+        self._network: tuple[torch.device, Network] | None = None
 
-    @torch.no_grad()
+    @property
+    def network(self) -> Network:
+        """The U-Net as the samplers call it on the current device (compiled or graphed per ``runtime``)."""
+        if self._network is None or self._network[0] != self.device:
+            self._network = (self.device, self.runtime.network(self.unet, self.device))
+        return self._network[1]
+
+    @torch.inference_mode()
     def generate(self, prompts: list[str], items: list[tuple[int, int]]) -> dict[str, Any]:
         """Images in [-1, 1] for ``prompts`` (one per item) and the per-sample costs."""
         b = len(prompts)
@@ -60,10 +73,11 @@ class GuidanceSampler(L.LightningModule):
         dtype = next(self.unet.parameters()).dtype
         noise = ItemNoise(self.seed, tuple(items), (self.unet.spec.in_channels, self.resolution, self.resolution),
                           dtype=dtype, device=self.device)
-        result = hires_fix(
-            Denoiser(self.unet, self.schedule), noise, {"text": text}, uncond,
-            sampler=self.sampler, guidance=self.guidance, hires=self.hires,
-        )
+        with self.runtime.autocast(self.device):
+            result = hires_fix(
+                Denoiser(self.network, self.schedule, self.unet.parameterization), noise, {"text": text}, uncond,
+                sampler=self.sampler, guidance=self.guidance, hires=self.hires,
+            )
         out = {"images": result.images.float().clamp(-1, 1), "nfe": result.nfe, "network_evals": result.network_evals}
         if result.base_images is not None:
             out["base_images"] = result.base_images.float().clamp(-1, 1)

@@ -1,0 +1,180 @@
+"""Quality per cost of a trained model: attribute accuracy and FID/judge against NFE, per sampler.
+
+    python -m benchmarks.quality --ckpt outputs/cfg_sweep/<run>/export [--steps 10,20,50,250]
+
+Generation and scoring are the code users run: the settings are an ``eval.grid`` over
+``sampler`` x ``steps`` composed from ``conf/eval.yaml``, and every setting goes through
+:meth:`mjexp.evaluate.GridEvaluation.evaluate_setting` (same prompts, same per-item noise, the
+judge, resumable generation folders under ``--out``). On top of the report it checks the claim
+of issue 7: DPM-Solver++(2M) at 20 NFE is not worse than the best 250-step result by more than
+two paired standard errors of the mean per-image attribute accuracy (paired over identical
+prompts and noise with :func:`evaluation.paired_difference`).
+
+Without a prompt set that carries attributes (``evaluation/prompts``), one is written from the
+checkpoint's data vocabulary (every caption combination, shuffled with a fixed seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+DEFAULT_SAMPLERS = ("ddim", "ddpm", "euler", "euler_ancestral", "heun", "dpmpp_2m")
+REFERENCE_STEPS = 250
+CHALLENGER = ("dpmpp_2m", 20)
+TOLERANCE_SE = 2.0
+
+
+def compose_eval_config(ckpt: str, out: Path, overrides: Sequence[str]) -> Any:
+    """``conf/eval.yaml`` with the given overrides (what ``python -m mjexp.eval`` would compose)."""
+    from hydra import compose, initialize_config_dir
+
+    from mjexp.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("eval", overrides=[f"ckpt={ckpt}", f"output_dir={out}", *overrides])
+
+
+def write_prompt_set(data_cfg: dict[str, Any], folder: Path, n: int, seed: int = 0) -> Path:
+    """A prompt set (``.jsonl`` + ``.meta.json``) of ``n`` caption combinations of the data's schema."""
+    from omegaconf import OmegaConf
+
+    from mjexp.builders import build_datamodule
+
+    schema = build_datamodule(OmegaConf.create(data_cfg)).schema
+    rows = [{"prompt": schema.caption(attrs), "attrs": attrs} for attrs in schema.combinations()]
+    random.Random(seed).shuffle(rows)
+    rows = rows[:n] if n else rows
+    text = "\n".join(json.dumps(row) for row in rows) + "\n"
+    name = "quality_" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.jsonl").write_text(text)
+    meta = {"version": "1", "caption_template": schema.template, "attribute_values": schema.attribute_values()}
+    (folder / f"{name}.meta.json").write_text(json.dumps(meta, indent=2))
+    return folder / f"{name}.jsonl"
+
+
+def ensure_prompt_set(name: str | None, ckpt: str, folder: Path, n: int) -> str:
+    """The prompt set to use: ``name`` if it loads, else one written from the checkpoint's data."""
+    from evaluation import load_prompt_set
+    from mjexp.export import load_model
+
+    if name is not None:
+        load_prompt_set(name)  # fail now, naming the file, if it is missing
+        return name
+    data_cfg = load_model(ckpt).config["data"]
+    return str(write_prompt_set(data_cfg, folder, n))
+
+
+def paired_check(records: list[dict[str, Any]], flags: list[np.ndarray]) -> dict[str, Any]:
+    """DPM++(2M) at 20 NFE minus the best 250-step setting, in paired standard errors."""
+    from evaluation import paired_difference
+
+    index = {(r["sampler"], r["steps"]): i for i, r in enumerate(records)}
+    reference = [i for (name, steps), i in index.items() if steps == REFERENCE_STEPS]
+    if CHALLENGER not in index or not reference:
+        return {"verdict": f"not checked: needs {CHALLENGER[0]} at {CHALLENGER[1]} steps and a {REFERENCE_STEPS}-step setting"}
+    best = max(reference, key=lambda i: flags[i].mean())
+    challenger = index[CHALLENGER]
+    diff, se = paired_difference(flags[challenger], flags[best])
+    passed = diff >= -TOLERANCE_SE * se
+    return {
+        "challenger": records[challenger]["label"],
+        "best_reference": records[best]["label"],
+        "difference": diff,
+        "standard_error": se,
+        "passed": passed,
+        "verdict": (
+            f"{records[challenger]['label']} minus best {REFERENCE_STEPS}-step ({records[best]['label']}): mean "
+            f"attribute accuracy {diff:+.4f} +- {se:.4f} (paired SE): "
+            + ("PASS" if passed else "FAIL") + f" (threshold -{TOLERANCE_SE:g} SE)"
+        ),
+    }
+
+
+def quality_table(records: list[dict[str, Any]], flags: list[np.ndarray]) -> str:
+    lines = [
+        "| sampler | steps | NFE | mean attribute accuracy (SE) | FID/judge [95% CI] | images/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for record, own in sorted(zip(records, flags), key=lambda pair: (pair[0]["sampler"], pair[0]["steps"])):
+        m = record["metrics"]
+        se = own.std(ddof=1) / np.sqrt(own.size)
+        fid = m.get("fid/judge", float("nan"))
+        ci = f" [{m.get('fid/judge/ci_low', float('nan')):.3g}, {m.get('fid/judge/ci_high', float('nan')):.3g}]"
+        lines.append(
+            f"| {record['sampler']} | {record['steps']} | {record['nfe']} | {own.mean():.4f} ({se:.4f}) | "
+            f"{fid:.4g}{ci if 'fid/judge/ci_low' in m else ''} | {record['costs']['images_per_second']:.3g} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt", required=True, help="export folder, Lightning .ckpt or mlflow:<run_id>")
+    parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/quality"))
+    parser.add_argument("--samplers", default=",".join(DEFAULT_SAMPLERS))
+    parser.add_argument("--steps", default="10,20,50,250")
+    parser.add_argument("--prompt-set", default=None, help="a set in evaluation/prompts or a .jsonl; default: "
+                        "written from the checkpoint's data vocabulary")
+    parser.add_argument("--prompts", type=int, default=192, help="prompts (each sampled --samples times)")
+    parser.add_argument("--samples", type=int, default=1, help="samples per prompt")
+    parser.add_argument("--batch-size", type=int, default=192)
+    parser.add_argument("--override", action="append", default=[], help="extra eval config override (repeatable)")
+    parser.add_argument("--record", type=Path, default=None, help="Markdown file to append the results to")
+    args = parser.parse_args(argv)
+
+    from mjexp.evaluate import GridEvaluation, add_paired_comparisons, apply_overrides, print_table, setting_label
+    from mjexp.training import open_tracker
+
+    samplers = [s for s in args.samplers.split(",") if s]
+    steps = [int(s) for s in args.steps.split(",") if s]
+    args.out.mkdir(parents=True, exist_ok=True)
+    prompt_set = ensure_prompt_set(args.prompt_set, args.ckpt, args.out / "prompts", args.prompts)
+    overrides = [
+        f"eval.grid={{sampler:[{','.join(samplers)}],steps:[{','.join(map(str, steps))}]}}",
+        f"eval.prompt_set={prompt_set}", f"eval.max_prompts={args.prompts}",
+        f"eval.samples_per_prompt={args.samples}", f"eval.batch_size={args.batch_size}",
+        "eval.progress_bar=false", "tracking.enabled=false", *args.override,
+    ]
+    cfg = compose_eval_config(args.ckpt, args.out, overrides)
+    evaluation = GridEvaluation(cfg, args.ckpt, open_tracker(cfg, args.out, None), args.out)
+    records, flags = [], []
+    for number, setting in enumerate(evaluation.settings, 1):
+        label = setting_label(setting)
+        print(f"[{number}/{len(evaluation.settings)}] {label}", flush=True)
+        record, _, own = evaluation.evaluate_setting(apply_overrides(cfg, setting), label, setting)
+        if own is None:
+            raise ValueError(f"prompt set {prompt_set} gave no attribute accuracy; it needs attrs and a template")
+        records.append(record)
+        flags.append(own)
+    add_paired_comparisons(records, flags)
+    print_table(records)
+    check = paired_check(records, flags)
+    table = quality_table(records, flags)
+    (args.out / "quality.json").write_text(json.dumps({"records": records, "check": check}, indent=2, default=str))
+    command = "python -m benchmarks.quality " + " ".join(sys.argv[1:] if argv is None else argv)
+    section = "\n".join([
+        f"### Quality per cost: {args.ckpt}", "", f"- command: `{command}`",
+        f"- prompts: {prompt_set}, {args.prompts} prompts x {args.samples} samples, guidance "
+        f"{cfg.guidance.scale}, same prompts and per-item noise in every setting",
+        "", table, "", f"- {check['verdict']}", "",
+    ])
+    print(section)
+    if args.record is not None:
+        with open(args.record, "a", encoding="utf-8") as f:
+            f.write("\n" + section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The benchmark harness keeps working: ``python -m benchmarks.run --smoke`` end to end (timings are
+not checked), the size matching of the diffusers U-Net, and the harness's measuring primitives."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.harness import interleaved, peak_memory_bytes
+from benchmarks.networks import diffusers_call, flops, make_inputs, matching_diffusers_unet, our_call, preset_spec
+from cli_helpers import run_cli
+from mjexp.diffusion.unet import UNet
+
+
+def test_smoke_run_prints_and_records_every_suite(tmp_path: Path) -> None:
+    record = tmp_path / "BENCHMARKS.md"
+    done = run_cli("benchmarks.run", "--smoke", "--record", str(record), "--cache-dir", str(tmp_path), cwd=tmp_path)
+    text = record.read_text()
+    assert text.strip() in done.stdout  # what is recorded is what was printed
+    assert "- command: `python -m benchmarks.run --smoke --record" in text
+    assert "torch " in text and "diffusers " in text and "torch-fidelity " in text and "threads" in text
+    rows = [line for line in text.splitlines() if line.startswith("| cpu") or line.startswith("| cuda")]
+    suites = {line.split(" | ")[1] for line in rows}
+    assert suites == {"network", "sampler loop", "evaluation"}
+    for line in rows:  # every row names the device and has a finite ratio
+        ratio = line.split(" | ")[6]
+        assert re.fullmatch(r"[0-9.e+-]+", ratio), line
+    assert "MFU" in text
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+def test_diffusers_unet_matches_parameters_and_flops(preset: str) -> None:
+    spec = preset_spec(preset)
+    ours, theirs = UNet(spec), matching_diffusers_unet(spec, 16)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert abs(count(ours) / count(theirs) - 1) < 0.05
+    inputs = make_inputs(1, 16, torch.device("cpu"))
+    with torch.no_grad():
+        ratio = flops(lambda: our_call(ours, inputs)) / flops(lambda: diffusers_call(False)(theirs, inputs))
+    assert abs(ratio - 1) < 0.05
+
+
+def test_peak_memory_counts_live_tensors_only() -> None:
+    def work() -> torch.Tensor:
+        a = torch.ones(1000, 250)  # 1 MB
+        b = a * 2  # 2 MB live
+        del a
+        c = b + 1  # 2 MB live again (a was freed)
+        return c.sum()
+
+    assert peak_memory_bytes(work, torch.device("cpu")) == 2 * 10**6 + 4  # two 1 MB tensors live at once, plus the 0-d sum
+
+
+def test_interleaved_alternates_order_and_warms_up() -> None:
+    calls: list[str] = []
+    times = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1,
+                        device=torch.device("cpu"))
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
