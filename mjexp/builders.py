@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from mjexp.diffusion.schedules import NoiseSchedule
+from mjexp.diffusion.superres import SuperResolution
 from mjexp.diffusion.unet import UNet, UNetSpec
 from mjexp.text.base import TextEncoder
 
@@ -138,11 +139,26 @@ def build_schedule(schedule_cfg: Any, resolution: int) -> NoiseSchedule:
     return NoiseSchedule(snr_shift=shift, **kwargs)
 
 
-def build_unet(unet_cfg: Any, encoder: TextEncoder, parameterization: str, image_channels: int = 0) -> UNet:
-    """A U-Net whose cross-attention width matches the text encoder."""
-    spec = UNetSpec(
-        context_dim=encoder.dim, pooled_dim=encoder.pooled_dim, image_channels=image_channels, **_plain(unet_cfg)
+def build_super_resolution(config: Mapping[str, Any]) -> SuperResolution | None:
+    """The ``sr`` block of a training config as settings; None for a plain model (or a config
+    written before the block existed)."""
+    sr = config.get("sr")
+    if not sr or not sr["enabled"]:
+        return None
+    return SuperResolution(
+        resolution=int(config["data"]["resolution"]), low_resolution=int(sr["low_resolution"]),
+        max_noise_aug=float(sr["max_noise_aug"]), noise_aug=float(sr["noise_aug"]),
     )
+
+
+def build_unet(
+    unet_cfg: Any, encoder: TextEncoder, parameterization: str, super_resolution: SuperResolution | None = None
+) -> UNet:
+    """A U-Net whose cross-attention width matches the text encoder; a super-resolution model's
+    also takes the conditioning image (as many channels as it outputs) and its noise level."""
+    spec = UNetSpec(context_dim=encoder.dim, pooled_dim=encoder.pooled_dim, **_plain(unet_cfg))
+    if super_resolution is not None:
+        spec.image_channels, spec.noise_level_conditioning = spec.in_channels, True
     return UNet(spec, parameterization=parameterization)
 
 
@@ -152,6 +168,7 @@ def sampling_settings(sampling_cfg: Any) -> tuple[Any, Any, Any, str]:
 
     s, g, h = (_plain(sampling_cfg[key]) for key in ("sampler", "guidance", "hires"))
     sampler = SamplerSettings(**s)
+    h.pop("model", None)  # a checkpoint reference, loaded by the caller (mjexp.export.load_model)
     negative = g.pop("negative_prompt", "")
     for key in ("interval", "ramp_sigmas"):
         if g.get(key) is not None:

@@ -158,8 +158,24 @@ class ScheduleConfig:
 
 
 @dataclass
+class SuperResolutionConfig:
+    """``enabled``: train a super-resolution model for the hires fix (``hires.upscaler=sr``),
+    conditioned on each image brought down to ``low_resolution`` and back up (bicubic), noise-
+    augmented at a level ``U[0, max_noise_aug]`` it is told; ``noise_aug`` is the level sampling
+    uses unless ``hires.noise_aug`` is set (mjexp.diffusion.superres)."""
+
+    enabled: bool = False
+    low_resolution: int = 8  # data.resolution / low_resolution = the hires.scale it serves (16 / 8 = 2)
+    max_noise_aug: float = 0.3
+    noise_aug: float = 0.1
+
+
+@dataclass
 class DiffusionConfig:
-    parameterization: str = "eps"
+    # v, not eps: at the top of a non-zero-terminal schedule (sigma ~ 157 for `linear`) an eps model's
+    # x0 = x - sigma * eps amplifies its error ~157x; a short CPU training of the default experiment
+    # then gave ~40% saturated-noise images with deterministic samplers (0% with v).
+    parameterization: str = "v"
     loss_weighting: str = "uniform"
     min_snr_gamma: float = 5.0
     cond_dropout: float = 0.1
@@ -237,6 +253,10 @@ class HiresConfig:
     strength: float = 0.5
     steps: int = 10
     guidance_scale: Optional[float] = None
+    # upscaler=sr: the super-resolution model (export folder, .ckpt or mlflow:<run_id>) that runs the
+    # second pass, and its conditioning-augmentation level (null: the level the model recorded).
+    model: Optional[str] = None
+    noise_aug: Optional[float] = None
 
 
 @dataclass
@@ -261,6 +281,9 @@ class EvalConfig:
     grid_prompts: int = 16
     features: list[str] = field(default_factory=lambda: ["judge"])
     weights_paths: dict[str, str] = field(default_factory=dict)
+    # Fetch missing extractor / CLIP-score weights (Inception, OpenAI CLIP, DINOv2, open_clip tags)
+    # from their usual source; off by default, so offline runs fail with where to put the file.
+    allow_download: bool = False
     clip_models: list[list[str]] = field(default_factory=list)  # [[open_clip model, tag or file], ...]
     clip_score_weight: float = 100.0
     prompt_prefix: str = ""
@@ -289,6 +312,7 @@ class TrainConfig:
     unet: UNetConfig = field(default_factory=UNetConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    sr: SuperResolutionConfig = field(default_factory=SuperResolutionConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
@@ -378,7 +402,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "sampler.name": ("ddpm", "ddim", "euler", "euler_ancestral", "heun", "dpmpp_2m"),
     "sampler.spacing": ("leading", "trailing", "linspace"),
     "guidance.schedule": ("constant", "linear"),
-    "hires.upscaler": ("nearest", "bilinear", "bicubic"),
+    "hires.upscaler": ("nearest", "bilinear", "bicubic", "sr"),
     "trainer.accelerator": ("cpu", "gpu", "cuda", "mps", "auto"),
     "eval.weights": ("ema", "raw"),
     "weights": ("ema", "raw"),
@@ -408,6 +432,10 @@ RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("hires.strength", 0.0, 1.0, False),
     ("hires.scale", 1.0, float("inf"), False),
     ("hires.steps", 1, float("inf"), True),
+    ("hires.noise_aug", 0.0, 1.0, True),
+    ("sr.low_resolution", 1, float("inf"), True),
+    ("sr.max_noise_aug", 0.0, 1.0, True),
+    ("sr.noise_aug", 0.0, 1.0, True),
     ("eval.samples_per_prompt", 1, float("inf"), True),
     ("eval.batch_size", 1, float("inf"), True),
     ("n", 1, float("inf"), True),
@@ -485,4 +513,40 @@ def _cross_field_problems(cfg: DictConfig) -> list[str]:
     threshold = _get(cfg, "guidance.dynamic_threshold")
     if threshold is not None and not 0 < threshold < 1:
         problems.append(f"guidance.dynamic_threshold={threshold} must be a percentile in (0, 1)")
+    return problems + _super_resolution_problems(cfg)
+
+
+def _swept(cfg: DictConfig, key: str) -> list[Any]:
+    """The values ``key`` takes over the evaluated settings: the ``eval.grid`` axis, else the config's."""
+    grid = _get(cfg, "eval.grid")
+    if grid:
+        from mjexp.grid import GRID_KEYS, flatten_grid
+
+        for axis, options in flatten_grid(grid).items():
+            if GRID_KEYS.get(axis) == key:
+                return list(options) if isinstance(options, (list, tuple)) else [options]
+    return [_get(cfg, key)]
+
+
+def _super_resolution_problems(cfg: DictConfig) -> list[str]:
+    problems: list[str] = []
+    low, resolution = _get(cfg, "sr.low_resolution"), _get(cfg, "data.resolution")
+    if _get(cfg, "sr.enabled") and low is not None and resolution is not None and not low < resolution:
+        problems.append(f"sr.low_resolution={low} must be below data.resolution={resolution}")
+    if _get(cfg, "sr.enabled") and _get(cfg, "evaluate") and _get(cfg, "eval.grid"):
+        problems.append(
+            "sr.enabled=true with an eval.grid: a super-resolution model is evaluated through a base model's "
+            "hires fix (python -m mjexp.eval ckpt=<base> hires=sr hires.model=<this export>); drop eval.grid"
+        )
+    model, uses_sr = _get(cfg, "hires.model"), "sr" in _swept(cfg, "hires.upscaler")
+    if uses_sr and True in _swept(cfg, "hires.enabled") and not model:
+        problems.append(
+            "hires.upscaler=sr needs hires.model=<export folder, .ckpt or mlflow:<run_id>> of a super-resolution "
+            "model (train one with +experiment=train_sr)"
+        )
+    if model and not uses_sr:
+        problems.append(
+            f"hires.model={model} is only used with hires.upscaler=sr (got hires.upscaler={_get(cfg, 'hires.upscaler')}); "
+            "set hires=sr or drop hires.model"
+        )
     return problems

@@ -27,9 +27,11 @@ from omegaconf import DictConfig, OmegaConf
 from evaluation import EvalConfig, ReferenceSet, Scorer, load_prompt_set, make_record, paired_difference, write_report
 from evaluation.prompt_sets import PromptSet
 from mjexp.builders import build_datamodule, sampling_settings, train_or_reuse_domain_clip
-from mjexp.export import LoadedModel, load_model
+from mjexp.diffusion.superres import SuperResolution
+from mjexp.export import LoadedModel, load_model, load_sr_model
 from mjexp.generation import generate_to_folder, load_images
 from mjexp.grid import DATA_PROMPTS, expand_grid
+from mjexp.sampling.hires import SR, check_sr_model
 from mjexp.sampling.module import GuidanceSampler
 from mjexp.sampling.runtime import Runtime
 from mjexp.tracking.mlflow import Tracker
@@ -48,12 +50,16 @@ def apply_overrides(cfg: DictConfig, overrides: Mapping[str, Any]) -> DictConfig
     return node
 
 
-def record_setting(loaded: LoadedModel, sampling: DictConfig, nfe: int, network_evals: int) -> dict[str, Any]:
+def record_setting(
+    loaded: LoadedModel, sampling: DictConfig, nfe: int, network_evals: int, sr: SuperResolution | None = None
+) -> dict[str, Any]:
     schedule = loaded.config["schedule"]
     hires = "off"
     if sampling.hires.enabled:
         h = sampling.hires
         hires = f"x{h.scale} {h.upscaler} strength={h.strength} steps={h.steps}"
+        if h.upscaler == SR:
+            hires += f" noise_aug={sr.noise_aug if h.noise_aug is None else h.noise_aug}"
     return {
         "sampler": sampling.sampler.name,
         "steps": int(sampling.sampler.steps),
@@ -124,6 +130,7 @@ class ScoringContext:
                 clip_models=tuple(tuple(m) for m in cfg.eval.clip_models),
                 clip_score_weight=cfg.eval.clip_score_weight,
                 prompt_prefix=cfg.eval.prompt_prefix,
+                allow_network=cfg.eval.allow_download,
                 bootstrap=cfg.eval.bootstrap,
                 seed=cfg.eval.seed,
                 batch_size=cfg.eval.batch_size,
@@ -155,8 +162,14 @@ class GridEvaluation:
     def __init__(self, cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: Path) -> None:
         self.cfg, self.tracker, self.out_dir = cfg, tracker, Path(out_dir)
         self.settings = expand_grid(cfg.eval.grid)
-        for overrides in self.settings:  # every setting must be valid before anything runs
-            sampling_settings(apply_overrides(cfg, overrides))
+        # Every setting must be valid before anything runs.
+        hires = [sampling_settings(apply_overrides(cfg, overrides))[2] for overrides in self.settings]
+        # The super-resolution model (hires.model) is loaded once, for the settings with upscaler=sr.
+        self.sr_model = None
+        if cfg.hires.model and any(h.uses_sr for h in hires):
+            self.sr_model = load_sr_model(cfg.hires.model, weights=cfg.eval.weights)
+        for h in hires:
+            check_sr_model(h, self.sr_model.super_resolution if self.sr_model else None)
         self.loaded = load_model(ckpt, weights=cfg.eval.weights)
         data_cfg = self.loaded.config["data"]
         self.prompts = load_prompts(cfg, build_datamodule(OmegaConf.create(data_cfg)))
@@ -201,7 +214,7 @@ class GridEvaluation:
         module = GuidanceSampler(
             self.loaded.unet, self.loaded.text_encoder, self.loaded.schedule, self.resolution,
             sampler, guidance, hires, negative, seed=cfg.eval.seed,
-            runtime=Runtime(cfg.eval.precision, cfg.eval.compile, cfg.eval.cuda_graphs),
+            runtime=Runtime(cfg.eval.precision, cfg.eval.compile, cfg.eval.cuda_graphs), sr_model=self.sr_model,
         )
         folder = self.out_dir / "generated" / label
         settings = OmegaConf.to_container(sampling, resolve=True)
@@ -234,7 +247,8 @@ class GridEvaluation:
             "network_evals": network_evals,
         }
         result.metrics.update(metrics)
-        record = make_record(record_setting(self.loaded, sampling, nfe, network_evals), costs, result)
+        sr = self.sr_model.super_resolution if self.sr_model else None
+        record = make_record(record_setting(self.loaded, sampling, nfe, network_evals, sr), costs, result)
         record["label"] = label
         record["overrides"] = dict(overrides)
         child = self.tracker.child(label, tags={"mjexp.setting": label})

@@ -2,7 +2,8 @@
 
 An export folder is what sampling and evaluation consume and what MLflow stores:
 
-    config.yaml          the resolved training config (rebuilds the model; names the data)
+    config.yaml          the resolved training config (rebuilds the model; names the data; its
+                         ``sr`` block marks a super-resolution model and its low resolution)
     ema.safetensors      EMA weights (``unet.*`` and, for a trained text encoder, ``text_encoder.*``)
     raw.safetensors      the raw (non-averaged) weights, same keys
     text_encoder/        the domain CLIP folder, when the model is conditioned on one
@@ -23,9 +24,16 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 
-from mjexp.builders import build_schedule, build_text_encoder, build_unet, check_loaded_config
+from mjexp.builders import (
+    build_schedule,
+    build_super_resolution,
+    build_text_encoder,
+    build_unet,
+    check_loaded_config,
+)
 from mjexp.checkpoint_io import CheckpointError, atomic_write, load_torch_file, state_mismatch
 from mjexp.diffusion.schedules import NoiseSchedule
+from mjexp.diffusion.superres import SuperResolution
 from mjexp.diffusion.unet import UNet
 from mjexp.text.base import TextEncoder
 
@@ -36,7 +44,8 @@ TEXT_ENCODER_DIR = "text_encoder"
 
 @dataclass
 class LoadedModel:
-    """Everything sampling needs: networks, schedule and the config they came from."""
+    """Everything sampling needs: networks, schedule and the config they came from
+    (``super_resolution`` is set for a super-resolution model, the hires fix's ``hires.model``)."""
 
     unet: UNet
     text_encoder: TextEncoder
@@ -44,6 +53,7 @@ class LoadedModel:
     parameterization: str
     config: dict[str, Any]
     source: str
+    super_resolution: SuperResolution | None = None
 
 
 def model_state(unet: torch.nn.Module, text_encoder: TextEncoder) -> dict[str, torch.Tensor]:
@@ -136,10 +146,22 @@ def load_model(ref: str | Path, weights: Weights = "ema", download_dir: str | Pa
     check_loaded_config(config, str(path))
     encoder = build_text_encoder(config["text_encoder"], domain_clip_path=clip_dir)
     parameterization = config["diffusion"]["parameterization"]
-    unet = build_unet(config["unet"], encoder, parameterization)
+    super_resolution = build_super_resolution(config)
+    unet = build_unet(config["unet"], encoder, parameterization, super_resolution)
     load_state_strict(unet, {k[5:]: v for k, v in state.items() if k.startswith("unet.")}, "U-Net", str(path))
     if encoder.trainable:
         encoder_state = {k[len("text_encoder.") :]: v for k, v in state.items() if k.startswith("text_encoder.")}
         load_state_strict(encoder, encoder_state, "text encoder", str(path))
     schedule = build_schedule(config["schedule"], config["data"]["resolution"])
-    return LoadedModel(unet.eval(), encoder.eval(), schedule, parameterization, config, str(path))
+    return LoadedModel(unet.eval(), encoder.eval(), schedule, parameterization, config, str(path), super_resolution)
+
+
+def load_sr_model(ref: str | Path, weights: Weights = "ema") -> LoadedModel:
+    """:func:`load_model` for ``hires.model``: refuses a model trained without ``sr.enabled=true``."""
+    loaded = load_model(ref, weights=weights)
+    if loaded.super_resolution is None:
+        raise CheckpointError(
+            f"hires.model={ref} is not a super-resolution model (its config has no sr.enabled=true); "
+            "train one with +experiment=train_sr"
+        )
+    return loaded

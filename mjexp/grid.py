@@ -32,6 +32,7 @@ GRID_KEYS = {
     "hires.steps": "hires.steps",
     "hires.upscaler": "hires.upscaler",
     "hires.guidance_scale": "hires.guidance_scale",
+    "hires.noise_aug": "hires.noise_aug",
 }
 DATA_PROMPTS = "data"  # eval.prompt_set=data: the reference split's own captions
 

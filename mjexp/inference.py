@@ -11,7 +11,7 @@ from torchvision.utils import make_grid
 
 from mjexp.builders import sampling_settings
 from mjexp.config import validate
-from mjexp.export import load_model
+from mjexp.export import load_model, load_sr_model
 from mjexp.generation import generate_to_folder, load_images
 from mjexp.sampling.module import GuidanceSampler
 from mjexp.sampling.runtime import Runtime
@@ -45,10 +45,11 @@ def run_sampling(cfg: DictConfig) -> Path:
     sampling = OmegaConf.create({"sampler": cfg.sampler, "guidance": cfg.guidance, "hires": cfg.hires})
     sampler, guidance, hires, negative = sampling_settings(sampling)
     loaded = load_model(cfg.ckpt, weights=cfg.weights)
+    sr_model = load_sr_model(cfg.hires.model, weights=cfg.weights) if hires.uses_sr else None
     module = GuidanceSampler(
         loaded.unet, loaded.text_encoder, loaded.schedule, int(loaded.config["data"]["resolution"]),
         sampler, guidance, hires, negative, seed=cfg.seed,
-        runtime=Runtime(cfg.precision, cfg.compile, cfg.cuda_graphs),
+        runtime=Runtime(cfg.precision, cfg.compile, cfg.cuda_graphs), sr_model=sr_model,
     )
     out = Path(cfg.output_dir)
     manifest = generate_to_folder(

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from mjexp.builders import (
     build_datamodule,
     build_schedule,
+    build_super_resolution,
     build_text_encoder,
     build_unet,
     train_or_reuse_domain_clip,
@@ -166,7 +167,8 @@ def build_trainer(cfg: DictConfig, output_dir: Path, logger: Any) -> L.Trainer:
 
 def build_module(cfg: DictConfig, encoder: Any, run_config: dict[str, Any]) -> DiffusionModule:
     schedule = build_schedule(cfg.schedule, cfg.data.resolution)
-    unet = build_unet(cfg.unet, encoder, cfg.diffusion.parameterization)
+    super_resolution = build_super_resolution(cfg)
+    unet = build_unet(cfg.unet, encoder, cfg.diffusion.parameterization, super_resolution)
     d, o = cfg.diffusion, cfg.optim
     return DiffusionModule(
         unet,
@@ -184,6 +186,7 @@ def build_module(cfg: DictConfig, encoder: Any, run_config: dict[str, Any]) -> D
         ),
         nonfinite_loss=d.nonfinite_loss,
         run_config=run_config,
+        super_resolution=super_resolution,
     )
 
 
@@ -228,7 +231,7 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
 
             clip_metrics = read_metrics(clip_path)
             tracker.log_metrics({"text_encoder/val_retrieval_top1": clip_metrics["val_retrieval_top1"]})
-            resolved["text_encoder"]["path"] = str(clip_path)
+            resolved["text_encoder"]["path"] = str(clip_path.resolve())  # a .ckpt works from any folder
         encoder = build_text_encoder(cfg.text_encoder, domain_clip_path=clip_path)
         module = build_module(cfg, encoder, resolved)
         if cfg.trainer.compile:

@@ -3,7 +3,9 @@
 Thin glue: the math lives in ``schedules``, ``parameterization`` and ``losses``. What it adds is
 condition dropout (so one model serves classifier-free guidance), EMA weights kept in a separate
 module, AdamW with warmup, a validation loss on fixed noise, and checkpoints that leave frozen
-text encoders out (they are rebuilt from their source).
+text encoders out (they are rebuilt from their source). With ``super_resolution`` it trains a
+super-resolution model: the U-Net also sees each image degraded to the low resolution and
+noise-augmented (:mod:`mjexp.diffusion.superres`), plus the augmentation level.
 
 Checkpoints resume exactly: besides what Lightning restores (weights, EMA weights and counters,
 optimizer, LR schedule, loop counters, the train loader's position), they carry the global RNG
@@ -27,6 +29,7 @@ from mjexp.diffusion.ema import EMA
 from mjexp.diffusion.losses import LossWeighting, loss_weights
 from mjexp.diffusion.parameterization import Parameterization, check_parameterization, target_from
 from mjexp.diffusion.schedules import NoiseSchedule
+from mjexp.diffusion.superres import SuperResolution, degrade, noise_augment
 from mjexp.diffusion.unet import UNet
 from mjexp.text.base import TextEmbedding, TextEncoder
 
@@ -78,11 +81,19 @@ class DiffusionModule(L.LightningModule):
         val_seed: int = 1234,
         nonfinite_loss: Literal["error", "skip"] = "error",
         run_config: dict[str, Any] | None = None,
+        super_resolution: SuperResolution | None = None,
     ) -> None:
         super().__init__()
         check_parameterization(parameterization, schedule.zero_terminal_snr)
         if not 0.0 <= cond_dropout <= 1.0:
             raise ValueError(f"cond_dropout must be in [0, 1], got {cond_dropout}")
+        is_sr_unet = unet.spec.image_channels == unet.spec.in_channels and unet.spec.noise_level_conditioning
+        if (super_resolution is not None) != is_sr_unet:
+            raise ValueError(
+                f"super_resolution={super_resolution} needs a U-Net with image_channels={unet.spec.in_channels} "
+                "and noise_level_conditioning=true (and a plain model one with neither); got "
+                f"image_channels={unet.spec.image_channels}, noise_level_conditioning={unet.spec.noise_level_conditioning}"
+            )
         self.unet = unet
         self.text_encoder = text_encoder
         self.schedule = schedule
@@ -93,6 +104,7 @@ class DiffusionModule(L.LightningModule):
         self.optim_settings = optim or OptimSettings()
         self.val_seed = val_seed
         self.nonfinite_loss = nonfinite_loss
+        self.super_resolution = super_resolution
         # The resolved config, stored in every checkpoint so a .ckpt alone can rebuild the model.
         self.run_config = run_config or {}
         self.ema_unet = EMA(unet, ema_max_decay, ema_power)
@@ -131,13 +143,27 @@ class DiffusionModule(L.LightningModule):
         alpha, sigma_vp = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
         x_t = alpha * x0 + sigma_vp * noise
 
-        text = self.conditioning(encoder, batch["text"], dropout)
-        prediction = unet(x_t, t.float(), text=text)
+        cond: dict[str, Any] = {"text": self.conditioning(encoder, batch["text"], dropout)}
+        if self.super_resolution is not None:
+            cond.update(self.low_resolution_condition(x0, generator))
+        prediction = unet(x_t, t.float(), **cond)
         target = target_from(self.parameterization, x0, noise, alpha, sigma_vp)
         mse = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
         snr = (alpha_bar / (1 - alpha_bar)).view(b)
         weights = loss_weights(snr, self.parameterization, self.loss_weighting, self.min_snr_gamma)
         return (weights * mse).mean()
+
+    def low_resolution_condition(
+        self, x0: torch.Tensor, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """An SR model's ``image`` and ``noise_level`` inputs for a batch of target-size images:
+        degraded, then noise-augmented at levels ``U[0, max_noise_aug]`` (drawn after t and noise)."""
+        sr = self.super_resolution
+        gen_device = generator.device if generator is not None else x0.device
+        level = torch.rand(x0.shape[0], generator=generator, device=gen_device) * sr.max_noise_aug
+        noise = torch.randn(x0.shape, generator=generator, device=gen_device, dtype=x0.dtype)
+        level, noise = level.to(x0.device), noise.to(x0.device)
+        return {"image": noise_augment(degrade(x0, sr.low_resolution), level, noise), "noise_level": level}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         loss = self.diffusion_loss(self.unet, self.text_encoder, batch, dropout=self.cond_dropout)

@@ -4,9 +4,13 @@ Residual blocks carry the timestep (plus pooled text) embedding; transformer blo
 levels do self-attention over pixels and cross-attention to the text tokens, both through
 PyTorch's ``scaled_dot_product_attention``. The network is fully convolutional, so the same
 weights run at the hires-fix resolution. Optional ``image_channels`` are concatenated to the
-input for super-resolution models (the low-res image upsampled to the target size).
+input for super-resolution models (the low-res image upsampled to the target size); such a model
+also takes the noise-augmentation level of that image (``noise_level``, embedded like the timestep
+and added to the timestep embedding, as Imagen's super-resolution models do; Saharia et al. 2022,
+Sec. 2.5).
 
-Call convention (DESIGN.md): ``unet(x_vp, t, text=TextEmbedding, image=None) -> prediction``.
+Call convention (DESIGN.md): ``unet(x_vp, t, text=TextEmbedding, image=None, noise_level=None)
+-> prediction``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ class UNetSpec:
     in_channels: int = 3
     out_channels: int = 3
     image_channels: int = 0  # extra input channels concatenated for super-resolution models
+    # Embed the conditioning image's augmentation level (a (B,) tensor in [0, 1]) into the
+    # timestep embedding; off for plain models (their parameters and outputs are unchanged).
+    noise_level_conditioning: bool = False
     channels: int = 32
     channel_mult: list[int] = field(default_factory=lambda: [1, 2])
     num_res_blocks: int = 1
@@ -168,6 +175,12 @@ class UNet(nn.Module):
         emb_dim = 4 * ch
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.pooled_proj = nn.Linear(spec.pooled_dim, emb_dim) if spec.pooled_dim > 0 else None
+        # Zero-initialised output: a new super-resolution model starts out ignoring the level.
+        self.noise_level_mlp = (
+            nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), zero_module(nn.Linear(emb_dim, emb_dim)))
+            if spec.noise_level_conditioning
+            else None
+        )
         self.null_context = nn.Parameter(torch.zeros(1, 1, spec.context_dim))
         self.conv_in = nn.Conv2d(spec.in_channels + spec.image_channels, ch, 3, padding=1)
 
@@ -211,15 +224,25 @@ class UNet(nn.Module):
         t: torch.Tensor,
         text: TextEmbedding,
         image: torch.Tensor | None = None,
+        noise_level: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if (image is None) != (self.spec.image_channels == 0):
             raise ValueError(
                 f"this U-Net expects image_channels={self.spec.image_channels} conditioning channels; "
                 f"got image={'None' if image is None else tuple(image.shape)}"
             )
+        if (noise_level is None) == self.spec.noise_level_conditioning:
+            raise ValueError(
+                f"this U-Net has noise_level_conditioning={self.spec.noise_level_conditioning}; "
+                f"got noise_level={'None' if noise_level is None else tuple(noise_level.shape)}"
+            )
         if t.ndim == 0:
             t = t.expand(x.shape[0])
         emb = self.time_mlp(timestep_embedding(t, self.spec.channels).to(x.dtype))
+        if self.noise_level_mlp is not None:
+            # Levels in [0, 1] are spread over the timestep range so the sinusoids resolve them alike.
+            level = noise_level.expand(x.shape[0]) if noise_level.ndim == 0 else noise_level
+            emb = emb + self.noise_level_mlp(timestep_embedding(1000 * level, self.spec.channels).to(x.dtype))
         if self.pooled_proj is not None:
             emb = emb + self.pooled_proj(text.pooled.to(emb.dtype))
         # A learned always-visible null token keeps attention defined when every text token is

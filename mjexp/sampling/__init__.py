@@ -5,7 +5,7 @@ Plain functions over tensors; no Lightning or Hydra here (the ``GuidanceSampler`
 
 from mjexp.sampling.denoiser import Cond, Denoiser
 from mjexp.sampling.guidance import Guidance, GuidedDenoiser, unconditional_text
-from mjexp.sampling.hires import HiresSettings, hires_fix
+from mjexp.sampling.hires import HiresSettings, SRStage, hires_fix
 from mjexp.sampling.noise import ItemNoise
 from mjexp.sampling.samplers import SAMPLERS, SampleResult, SamplerSettings, sample, sample_from
 
@@ -17,6 +17,7 @@ __all__ = [
     "HiresSettings",
     "ItemNoise",
     "SAMPLERS",
+    "SRStage",
     "SampleResult",
     "SamplerSettings",
     "hires_fix",

@@ -4,10 +4,18 @@ The second pass is SDEdit (Meng et al. 2022): ``strength`` is the fraction of th
 that is re-entered. The pass uses a grid of ``round(steps / strength)`` steps of the same sampler
 and spacing and runs its last ``steps`` of them, so it costs exactly ``steps`` steps and
 ``strength = 1`` restarts from the top of the schedule (pure noise under zero terminal SNR).
+
+``upscaler="sr"`` hands the second pass to a super-resolution model (:class:`SRStage`, trained with
+``sr.enabled=true``; :mod:`mjexp.diffusion.superres`): the base images, bicubically upsampled
+and noise-augmented at ``noise_aug`` with the items' own noise stream (stage 2), become its
+conditioning image; the pass starts, as with interpolation, from the bicubic upscale re-noised to
+``strength``, and runs the SR model's denoiser (its own schedule, parameterisation and text
+conditioning). ``strength = 1`` is super-resolution from pure noise.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Callable, Literal
 
@@ -15,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from mjexp.diffusion.schedules import NoiseSchedule, SamplingSigmas
+from mjexp.diffusion.superres import SuperResolution, noise_augment, upsample_condition
 from mjexp.sampling.denoiser import Cond, Denoiser
 from mjexp.sampling.guidance import Guidance
 from mjexp.sampling.noise import ItemNoise
@@ -22,30 +31,34 @@ from mjexp.sampling.samplers import SampleResult, SamplerSettings, noised_state,
 
 UpscaleMode = Literal["nearest", "bilinear", "bicubic"]
 Upscaler = Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]
-"""``upscaler(images (B, C, h, w), (H, W)) -> images (B, C, H, W)``, e.g. a super-resolution stage."""
+"""``upscaler(images (B, C, h, w), (H, W)) -> images (B, C, H, W)``: any resizing function."""
 
+SR = "sr"  # the upscaler value that runs the second pass with a super-resolution model
+UPSCALERS = ("nearest", "bilinear", "bicubic", SR)
 HIRES_STAGE = 1  # noise stream of the second pass (the base pass is stage 0)
+SR_CONDITION_STAGE = 2  # noise stream of the SR model's conditioning augmentation
 
 
 @dataclass(frozen=True)
 class HiresSettings:
     """``enabled=False`` makes :func:`hires_fix` exactly plain sampling. ``guidance_scale=None``
-    keeps the base guidance scale for the second pass."""
+    keeps the base guidance scale for the second pass. ``noise_aug``: the SR model's conditioning
+    augmentation level (``upscaler="sr"`` only); ``None`` uses the level the model recorded."""
 
     enabled: bool = False
     scale: float = 2.0
-    upscaler: UpscaleMode | Upscaler = "bicubic"
+    upscaler: UpscaleMode | Literal["sr"] | Upscaler = "bicubic"
     strength: float = 0.5
     steps: int = 10
     guidance_scale: float | None = None
+    noise_aug: float | None = None
 
     def __post_init__(self) -> None:
         if not self.scale >= 1:
             raise ValueError(f"hires.scale must be >= 1, got {self.scale}")
-        if not callable(self.upscaler) and self.upscaler not in ("nearest", "bilinear", "bicubic"):
+        if not callable(self.upscaler) and self.upscaler not in UPSCALERS:
             raise ValueError(
-                f"unknown hires.upscaler {self.upscaler!r}; "
-                "choose nearest, bilinear, bicubic or pass a callable"
+                f"unknown hires.upscaler {self.upscaler!r}; choose {', '.join(UPSCALERS)} or pass a callable"
             )
         if not 0 < self.strength <= 1:
             raise ValueError(f"hires.strength must be in (0, 1], got {self.strength}")
@@ -53,9 +66,58 @@ class HiresSettings:
             raise ValueError(f"hires.steps must be >= 1, got {self.steps}")
         if self.guidance_scale is not None and not self.guidance_scale >= 0:
             raise ValueError(f"hires.guidance_scale must be >= 0, got {self.guidance_scale}")
+        if self.noise_aug is not None and not 0 <= self.noise_aug <= 1:
+            raise ValueError(f"hires.noise_aug must be in [0, 1], got {self.noise_aug}")
 
     def target_size(self, height: int, width: int) -> tuple[int, int]:
         return round(height * self.scale), round(width * self.scale)
+
+    def second_guidance(self, guidance: Guidance) -> Guidance:
+        """The second pass's guidance: the base one with ``guidance_scale`` when that is set."""
+        return guidance if self.guidance_scale is None else replace(guidance, scale=self.guidance_scale)
+
+    @property
+    def uses_sr(self) -> bool:
+        """Whether the second pass runs a super-resolution model (``hires.model``)."""
+        return self.enabled and self.upscaler == SR
+
+
+@dataclass(frozen=True)
+class SRStage:
+    """The super-resolution model for one batch: its denoiser, its own text conditioning of the
+    batch's prompts (``cond``/``uncond`` without the image, which :func:`hires_fix` adds) and
+    what it was trained for (``model``: ratio and recorded ``noise_aug``)."""
+
+    denoiser: Denoiser
+    cond: Cond
+    uncond: Cond | None
+    model: SuperResolution
+
+
+def check_sr_model(hires: HiresSettings, model: SuperResolution | None) -> None:
+    """Refuse ``upscaler="sr"`` without a super-resolution model, or at a scale it was not trained for."""
+    if not hires.uses_sr:
+        return
+    if model is None:
+        raise ValueError(
+            "hires.upscaler=sr needs a super-resolution model: set hires.model=<export folder, .ckpt or "
+            "mlflow:<run_id>> of a model trained with sr.enabled=true (e.g. +experiment=train_sr)"
+        )
+    if not math.isclose(hires.scale, model.ratio, rel_tol=1e-6):
+        raise ValueError(
+            f"hires.scale={hires.scale} does not match the super-resolution model, which upsamples "
+            f"{model.low_resolution} -> {model.resolution} px; set hires.scale={model.ratio:g}"
+        )
+
+
+def sr_condition(
+    base_images: torch.Tensor, size: tuple[int, int], level: float, noise: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """An SR model's ``image`` and ``noise_level`` inputs for base-stage images: clamped to the
+    data range it was trained on, bicubically upsampled to ``size`` and noise-augmented at ``level``."""
+    image = upsample_condition(base_images.clamp(-1, 1), size)
+    levels = torch.full((len(image),), level, dtype=image.dtype, device=image.device)
+    return {"image": noise_augment(image, levels, noise), "noise_level": levels}
 
 
 def upscale(images: torch.Tensor, size: tuple[int, int], upscaler: UpscaleMode | Upscaler) -> torch.Tensor:
@@ -89,22 +151,34 @@ def hires_fix(
     sampler: SamplerSettings = SamplerSettings(),
     guidance: Guidance = Guidance(),
     hires: HiresSettings = HiresSettings(),
+    sr: SRStage | None = None,
 ) -> SampleResult:
-    """Two-stage generation; the result keeps the base images and sums both stages' costs."""
+    """Two-stage generation; the result keeps the base images and sums both stages' costs.
+
+    ``sr`` is used only when ``hires.upscaler="sr"`` (which needs it); other upscalers run the
+    second pass with ``denoiser``, so one setup can compare both on the same noise.
+    """
     base = sample(denoiser, noise, cond, uncond, sampler=sampler, guidance=guidance)
     if not hires.enabled:
         return base
     size = hires.target_size(*base.images.shape[-2:])
-    upscaled = upscale(base.images, size, hires.upscaler)
+    shape = (base.images.shape[1], *size)
+    if hires.upscaler == SR:
+        check_sr_model(hires, None if sr is None else sr.model)
+        level = sr.model.noise_aug if hires.noise_aug is None else hires.noise_aug
+        image = sr_condition(base.images, size, level, noise.at_stage(SR_CONDITION_STAGE, shape).initial())
+        denoiser = sr.denoiser
+        cond = {**sr.cond, **image}
+        uncond = None if sr.uncond is None else {**sr.uncond, **image}
+        upscaled = upsample_condition(base.images, size)
+    else:
+        upscaled = upscale(base.images, size, hires.upscaler)
     second = replace(sampler, steps=hires.steps)
     grid = renoise_grid(denoiser.schedule, second, hires.strength)
-    hires_noise = noise.at_stage(HIRES_STAGE, (base.images.shape[1], *size))
+    hires_noise = noise.at_stage(HIRES_STAGE, shape)
     x = noised_state(upscaled, hires_noise.initial(), float(grid.sigmas[0]))
-    hires_guidance = (
-        guidance if hires.guidance_scale is None else replace(guidance, scale=hires.guidance_scale)
-    )
     final = sample_from(
-        denoiser, x, grid, hires_noise.step, cond, uncond, sampler=second, guidance=hires_guidance
+        denoiser, x, grid, hires_noise.step, cond, uncond, sampler=second, guidance=hires.second_guidance(guidance)
     )
     return SampleResult(
         images=final.images,
