@@ -47,9 +47,12 @@ def resample_counts(n: int, replicates: int, generator: torch.Generator) -> torc
 def basic_interval(
     estimate: float, replicates: np.ndarray, level: float, seed: int, low_bound: float = -np.inf
 ) -> Interval:
-    """Basic bootstrap interval from replicate values; ``low_bound`` clips a range-limited metric."""
+    """Basic bootstrap interval from replicate values; ``low_bound`` clips both ends of a
+    range-limited metric (when the bias correction exceeds the estimate, e.g. FID of two samples
+    of one distribution, the interval collapses onto the bound instead of inverting)."""
     q_low, q_high = _quantiles(replicates, level)
-    return Interval(max(2 * estimate - q_high, low_bound), 2 * estimate - q_low, level, len(replicates), seed, BASIC)
+    low, high = max(2 * estimate - q_high, low_bound), max(2 * estimate - q_low, low_bound)
+    return Interval(low, high, level, len(replicates), seed, BASIC)
 
 
 def percentile_interval(replicates: np.ndarray, level: float, seed: int) -> Interval:

@@ -46,14 +46,29 @@ def _save(figure: Figure, path: Path) -> Path:
     return path
 
 
-def _error(rows: Sequence[Record], metric: str) -> list[list[float]] | None:
-    """Asymmetric error bars from ``metric/ci_low|ci_high``, or symmetric from ``metric/se``."""
+def _interval(rows: Sequence[Record], metric: str) -> tuple[list[float], list[float]] | None:
+    """(lows, highs) from ``metric/ci_low|ci_high``, or estimate -+ ``metric/se``; None without either.
+
+    A bias-corrected (basic bootstrap) FID interval can lie entirely below the plug-in estimate
+    (FID's upward bias exceeds its spread near 0), so intervals are drawn as they are, never as
+    +- distances from the point.
+    """
     metrics = [r["metrics"] for r in rows]
     if all(f"{metric}/ci_low" in m for m in metrics):
-        return [[m[metric] - m[f"{metric}/ci_low"] for m in metrics], [m[f"{metric}/ci_high"] - m[metric] for m in metrics]]
+        return [m[f"{metric}/ci_low"] for m in metrics], [m[f"{metric}/ci_high"] for m in metrics]
     if all(f"{metric}/se" in m for m in metrics):
-        return [[m[f"{metric}/se"] for m in metrics]] * 2
+        return [m[metric] - m[f"{metric}/se"] for m in metrics], [m[metric] + m[f"{metric}/se"] for m in metrics]
     return None
+
+
+def _plot_with_intervals(axes, x: list[float], y: list[float], x_interval, y_interval, label: str) -> None:  # noqa: ANN001
+    """A line with markers, plus each point's interval on either axis in the line's colour."""
+    (line,) = axes.plot(x, y, marker="o", label=label)
+    colour = line.get_color()
+    if y_interval is not None:
+        axes.vlines(x, *y_interval, colors=colour, alpha=0.6)
+    if x_interval is not None:
+        axes.hlines(y, *x_interval, colors=colour, alpha=0.6)
 
 
 def pareto(records: Sequence[Record], path: Path, fid_metric: str, clip_metric: str, note: str = "") -> Path:
@@ -67,7 +82,7 @@ def pareto(records: Sequence[Record], path: Path, fid_metric: str, clip_metric: 
             continue
         x = [r["metrics"][clip_metric] for r in rows]
         y = [r["metrics"][fid_metric] for r in rows]
-        axes.errorbar(x, y, xerr=_error(rows, clip_metric), yerr=_error(rows, fid_metric), marker="o", capsize=3, label=label)
+        _plot_with_intervals(axes, x, y, _interval(rows, clip_metric), _interval(rows, fid_metric), label)
         for xi, yi, r in zip(x, y, rows):
             axes.annotate(f"w={r['guidance']}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
     axes.set_xlabel(f"{clip_metric} (higher is better)")
@@ -86,13 +101,9 @@ def metric_curves(records: Sequence[Record], path: Path, metrics: Sequence[str])
         for label, rows in _curves(records).items():
             rows = [r for r in rows if metric in r["metrics"]]
             if rows:
-                axes.errorbar(
-                    [float(r["guidance"]) for r in rows],
-                    [r["metrics"][metric] for r in rows],
-                    yerr=_error(rows, metric),
-                    marker="o",
-                    capsize=3,
-                    label=label,
+                _plot_with_intervals(
+                    axes, [float(r["guidance"]) for r in rows], [r["metrics"][metric] for r in rows],
+                    None, _interval(rows, metric), label,
                 )
         axes.set_xlabel("guidance scale")
         axes.set_title(metric, fontsize=9)

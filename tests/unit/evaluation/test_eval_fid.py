@@ -140,3 +140,14 @@ def test_distribution_metrics_names_and_params() -> None:
     assert params["fid/judge"]["n_generated"] == 60 and params["fid/judge"]["n_reference"] == 80
     assert params["kid/judge"]["bootstrap"]["replicates"] == 20 and params["kid/judge"]["bootstrap"]["seed"] == 3
     assert metrics["fid/judge/ci_low"] <= metrics["fid/judge/ci_high"]
+
+
+def test_basic_interval_never_inverts_at_the_lower_bound() -> None:
+    """Resamples far above the estimate (bias larger than the estimate) collapse onto the bound."""
+    from evaluation.bootstrap import basic_interval
+
+    replicates = np.linspace(0.05, 0.08, 200)  # every resample well above 2 * estimate
+    interval = basic_interval(0.01, replicates, 0.95, seed=0, low_bound=0.0)
+    assert interval.low == interval.high == 0.0
+    inside = basic_interval(1.0, np.linspace(0.9, 1.3, 200), 0.95, seed=0, low_bound=0.0)
+    assert 0.0 < inside.low < inside.high
