@@ -134,7 +134,8 @@ def generate_to_folder(
         loader = DataLoader(todo, batch_size=batch_size, shuffle=False, collate_fn=collate_items)
         kwargs = {"accelerator": "auto", "devices": 1, "logger": False, "enable_model_summary": False,
                   "enable_checkpointing": False, **dict(trainer_kwargs or {})}
-        trainer = L.Trainer(callbacks=[ManifestWriter(folder, sampler_module.seed, settings)], **kwargs)
+        callbacks = [ManifestWriter(folder, sampler_module.seed, settings), *kwargs.pop("callbacks", [])]
+        trainer = L.Trainer(callbacks=callbacks, **kwargs)
         trainer.predict(sampler_module, loader, return_predictions=False)
     manifest = read_manifest(folder)
     expected = {(i, j) for i in range(len(prompts)) for j in range(samples_per_prompt)}

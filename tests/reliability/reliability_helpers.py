@@ -16,8 +16,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import lightning as L
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from safetensors.torch import load_file, save_file
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -111,3 +114,22 @@ def journal_steps(out: Path, metric: str) -> list[int]:
         if event["event"] == "metrics" and metric in event["metrics"]:
             steps.append(event["step"])
     return steps
+
+
+class FloatImageSaver(L.Callback):
+    """Saves each predicted batch's float images (in [-1, 1], before PNG rounding) per item.
+
+    Lives in an importable module so DDP-spawned processes can unpickle it.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: ANN001
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for image, i, j in zip(outputs["images"], outputs["prompt_index"].tolist(), outputs["sample_index"].tolist()):
+            save_file({"image": image.contiguous().cpu()}, self.folder / f"{i}_{j}.safetensors")
+
+
+def float_images(folder: Path) -> dict[str, torch.Tensor]:
+    return {p.stem: load_file(p)["image"] for p in sorted(folder.glob("*.safetensors"))}
