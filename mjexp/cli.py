@@ -33,10 +33,14 @@ def in_multirun() -> bool:
 
 
 def reports_user_errors(task: F) -> F:
-    """Wrap a Hydra task function: known user errors -> ``error: <message>`` on stderr, exit 2."""
+    """Wrap a Hydra task function: known user errors -> ``error: <message>`` on stderr, exit 2;
+    third-party log noise filtered (:mod:`mjexp.log_noise`)."""
 
     @functools.wraps(task)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from mjexp.log_noise import quiet_third_party_logs
+
+        quiet_third_party_logs()
         try:
             return task(*args, **kwargs)
         except user_errors() as error:

@@ -1,0 +1,47 @@
+"""Keep the console readable: each message once, and no chatter that is not about the run.
+
+Lightning attaches its own console handler when it is imported before Hydra configures logging,
+so every Lightning message would print twice (its handler and Hydra's); open_clip logs a dozen
+INFO lines on the root logger per model load; Lightning advertises a cloud logger and warns that
+frozen submodules (the conditioning encoder, the EMA copy) are in eval mode, which is intended
+here; a fresh MLflow store logs its migrations. Warnings and errors from every library still get through.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+_LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning")
+# Database set-up and migration chatter of a fresh MLflow store.
+_QUIET_BELOW_WARNING = ("mlflow.store.db.utils", "alembic")
+_EXPECTED_WARNINGS = (
+    r"Found \d+ module\(s\) in eval mode",  # frozen text encoder and EMA copy, by design
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # Lightning internals on new torch
+)
+
+
+class _DropChatter(logging.Filter):
+    """Drops open_clip's INFO records and Lightning's advertising tip."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING and "open_clip" in record.pathname:
+            return False
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def quiet_third_party_logs() -> None:
+    """Route Lightning's messages through the root handlers only and filter known chatter."""
+    for name in _LIGHTNING_LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+    for name in _QUIET_BELOW_WARNING:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if not any(isinstance(f, _DropChatter) for f in handler.filters):
+            handler.addFilter(_DropChatter())
+    for pattern in _EXPECTED_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)

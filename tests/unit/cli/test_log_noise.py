@@ -1,0 +1,50 @@
+"""Console hygiene: Lightning's messages print once through the root handlers; chatter is dropped."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+
+from mjexp.log_noise import quiet_third_party_logs
+
+
+@pytest.fixture
+def root_stream():
+    """A root handler like the one Hydra installs; restores the loggers afterwards."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root = logging.getLogger()
+    lightning = logging.getLogger("lightning.pytorch")
+    saved = (root.level, list(lightning.handlers), lightning.propagate)
+    lightning.addHandler(logging.StreamHandler(io.StringIO()))  # what Lightning does at import
+    lightning.propagate = False
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    yield stream
+    root.removeHandler(handler)
+    root.setLevel(saved[0])
+    lightning.handlers[:] = saved[1]
+    lightning.propagate = saved[2]
+
+
+def test_lightning_messages_reach_the_root_handler_once(root_stream: io.StringIO) -> None:
+    quiet_third_party_logs()
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").info("GPU available: False")
+    assert root_stream.getvalue().count("GPU available: False") == 1
+    assert logging.getLogger("lightning.pytorch").handlers == []
+
+
+def test_chatter_is_dropped_but_warnings_pass(root_stream: io.StringIO) -> None:
+    quiet_third_party_logs()
+    logger = logging.getLogger("any")
+    tip = logger.makeRecord("any", logging.INFO, "x.py", 1, "💡 Tip: try a cloud logger", (), None)
+    clip_info = logger.makeRecord("root", logging.INFO, "/site-packages/open_clip/factory.py", 1, "Parsing model", (), None)
+    clip_warning = logger.makeRecord("root", logging.WARNING, "/site-packages/open_clip/factory.py", 1, "bad tag", (), None)
+    ours = logger.makeRecord("mjexp", logging.INFO, "/repo/mjexp/training.py", 1, "val loss 0.1", (), None)
+    for record in (tip, clip_info, clip_warning, ours):
+        logging.getLogger().handle(record)
+    out = root_stream.getvalue()
+    assert "Tip" not in out and "Parsing model" not in out
+    assert "bad tag" in out and "val loss 0.1" in out
