@@ -32,6 +32,8 @@ class _DropChatter(logging.Filter):
 
 def quiet_third_party_logs() -> None:
     """Route Lightning's messages through the root handlers only and filter known chatter."""
+    import lightning  # noqa: F401  (importing it attaches the handlers removed here)
+
     for name in _LIGHTNING_LOGGERS:
         logger = logging.getLogger(name)
         for handler in list(logger.handlers):

@@ -48,3 +48,22 @@ def test_chatter_is_dropped_but_warnings_pass(root_stream: io.StringIO) -> None:
     out = root_stream.getvalue()
     assert "Tip" not in out and "Parsing model" not in out
     assert "bad tag" in out and "val loss 0.1" in out
+
+
+def test_quieting_before_lightning_is_imported_still_removes_its_handlers() -> None:
+    """The CLIs quiet the logs before importing the training code (which imports Lightning)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, sys\n"
+        "logging.basicConfig(stream=sys.stdout, level=logging.INFO, format='root %(message)s')\n"
+        "from mjexp.log_noise import quiet_third_party_logs\n"
+        "quiet_third_party_logs()\n"
+        "import lightning.pytorch\n"
+        "logging.getLogger('lightning.pytorch.utilities.rank_zero').info('GPU available: False')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("GPU available: False") == 1
+    assert "GPU available" not in run.stderr
