@@ -135,6 +135,7 @@ class CaptionedImageDataModule(L.LightningDataModule):
             drop_last=drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),  # page-locked batches copy to the GPU asynchronously
             collate_fn=collate,
             generator=torch.Generator().manual_seed(self.seed),
         )
