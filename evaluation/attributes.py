@@ -38,11 +38,36 @@ class AttributeAccuracy:
         """Unweighted mean over attributes."""
         return float(np.mean(list(self.per_attribute().values())))
 
+    def subset(self, mask: np.ndarray) -> "AttributeAccuracy":
+        """The same accuracy over the images where ``mask`` is true (e.g. held-out combinations)."""
+        return AttributeAccuracy({name: flags[mask] for name, flags in self.correct.items()})
+
     def metrics(self, prefix: str) -> dict[str, float]:
         """``{prefix}/{attribute}`` for each attribute and ``{prefix}/mean``."""
         out = {f"{prefix}/{name}": value for name, value in self.per_attribute().items()}
         out[f"{prefix}/mean"] = self.mean
         return out
+
+
+def matches_any(attrs: Mapping[str, str], entries: Sequence[Mapping[str, str]]) -> bool:
+    """True when ``attrs`` agrees with every key of at least one entry (a holdout combination)."""
+    return any(all(attrs.get(key) == value for key, value in entry.items()) for entry in entries)
+
+
+def holdout_accuracy(
+    correct: Mapping[str, np.ndarray], attrs: Sequence[Mapping[str, str]],
+    holdout: Sequence[Mapping[str, str]], prefix: str,
+) -> dict[str, float]:
+    """``{prefix}/heldout/...`` and ``{prefix}/seen/...`` accuracies: compositional generalisation
+    (combinations the generator never saw in training) next to the seen ones. Empty subsets are left out."""
+    mask = np.array([matches_any(row, holdout) for row in attrs], dtype=bool)
+    accuracy = AttributeAccuracy({name: np.asarray(flags, dtype=bool) for name, flags in correct.items()})
+    out: dict[str, float] = {}
+    for name, subset in (("heldout", mask), ("seen", ~mask)):
+        if subset.any():
+            out.update(accuracy.subset(subset).metrics(f"{prefix}/{name}"))
+            out[f"{prefix}/{name}/n_images"] = float(subset.sum())
+    return out
 
 
 def attribute_accuracy(

@@ -25,6 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from evaluation import EvalConfig, ReferenceSet, Scorer, load_prompt_set, make_record, paired_difference, write_report
+from evaluation.attributes import holdout_accuracy
 from evaluation.prompt_sets import PromptSet
 from mjexp.builders import build_datamodule, sampling_settings, train_or_reuse_domain_clip
 from mjexp.diffusion.superres import SuperResolution
@@ -114,6 +115,8 @@ class ScoringContext:
     def __init__(self, cfg: DictConfig, data_cfg: Mapping[str, Any], template: Any, conditioning: str | None = None):
         data_cfg = OmegaConf.create(dict(data_cfg))
         self.resolution = int(data_cfg.resolution)
+        holdout = data_cfg.get("holdout") or []
+        self.holdout = [dict(entry) for entry in OmegaConf.to_container(holdout)] if holdout else []
         self.datamodule = build_datamodule(data_cfg)
         self.template = template
         judge_dir = None
@@ -151,9 +154,16 @@ class ScoringContext:
             print(f"Judge validity on real {split} images: {json.dumps(self.reference.validity.as_dict())}")
 
     def score(self, images: torch.Tensor, prompts: list[str], attrs: list[dict] | None, seeds: list[int] | None = None):
-        return self.scorer.score(
+        """Scores; when the generator's data held attribute combinations out of training, attribute
+        accuracy is also split into held-out and seen prompts (``attr_acc/judge/heldout/...``)."""
+        result = self.scorer.score(
             images, prompts, self.reference, attrs=attrs, template=self.template if attrs else None, seeds=seeds
         )
+        prefix = "attr_acc/judge/"
+        correct = {k[len(prefix):]: v for k, v in result.per_item.items() if k.startswith(prefix)}
+        if attrs and self.holdout and correct:
+            result.metrics.update(holdout_accuracy(correct, attrs, self.holdout, prefix.rstrip("/")))
+        return result
 
 
 class GridEvaluation:
