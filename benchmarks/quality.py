@@ -7,8 +7,9 @@ Generation and scoring are the code users run: the settings are an ``eval.grid``
 :meth:`mjexp.evaluate.GridEvaluation.evaluate_setting` (same prompts, same per-item noise, the
 judge, resumable generation folders under ``--out``). On top of the report it checks the claim
 of issue 7: DPM-Solver++(2M) at 20 NFE is not worse than the best 250-step result by more than
-two paired standard errors of the mean per-image attribute accuracy (paired over identical
-prompts and noise with :func:`evaluation.paired_difference`).
+two paired standard errors (paired over identical prompts and noise), both in mean per-image
+attribute accuracy (:func:`evaluation.paired_difference`) and in FID/judge
+(:func:`evaluation.bootstrap.fid_difference`).
 
 Without a prompt set that carries attributes (``evaluation/prompts``), one is written from the
 checkpoint's data vocabulary (every caption combination, shuffled with a fixed seed).
@@ -75,30 +76,44 @@ def ensure_prompt_set(name: str | None, ckpt: str, folder: Path, n: int) -> str:
     return str(write_prompt_set(data_cfg, folder, n))
 
 
-def paired_check(records: list[dict[str, Any]], flags: list[np.ndarray]) -> dict[str, Any]:
-    """DPM++(2M) at 20 NFE minus the best 250-step setting, in paired standard errors."""
+def paired_check(
+    records: list[dict[str, Any]],
+    flags: list[np.ndarray],
+    features: list[Any] | None = None,
+    reference: Any = None,
+    replicates: int = 200,
+) -> dict[str, Any]:
+    """DPM++(2M) at 20 NFE against the best 250-step setting, in paired standard errors: mean
+    per-image attribute accuracy (:func:`evaluation.paired_difference`) and, given each setting's
+    judge features and the reference features, FID/judge (:func:`evaluation.bootstrap.fid_difference`,
+    the same items resampled in both arms)."""
     from evaluation import paired_difference
+    from evaluation.bootstrap import fid_difference
 
     index = {(r["sampler"], r["steps"]): i for i, r in enumerate(records)}
-    reference = [i for (name, steps), i in index.items() if steps == REFERENCE_STEPS]
-    if CHALLENGER not in index or not reference:
+    reference_steps = [i for (name, steps), i in index.items() if steps == REFERENCE_STEPS]
+    if CHALLENGER not in index or not reference_steps:
         return {"verdict": f"not checked: needs {CHALLENGER[0]} at {CHALLENGER[1]} steps and a {REFERENCE_STEPS}-step setting"}
-    best = max(reference, key=lambda i: flags[i].mean())
     challenger = index[CHALLENGER]
+    label = records[challenger]["label"]
+    checks = []
+    best = max(reference_steps, key=lambda i: flags[i].mean())
     diff, se = paired_difference(flags[challenger], flags[best])
-    passed = diff >= -TOLERANCE_SE * se
-    return {
-        "challenger": records[challenger]["label"],
-        "best_reference": records[best]["label"],
-        "difference": diff,
-        "standard_error": se,
-        "passed": passed,
-        "verdict": (
-            f"{records[challenger]['label']} minus best {REFERENCE_STEPS}-step ({records[best]['label']}): mean "
-            f"attribute accuracy {diff:+.4f} +- {se:.4f} (paired SE): "
-            + ("PASS" if passed else "FAIL") + f" (threshold -{TOLERANCE_SE:g} SE)"
-        ),
-    }
+    checks.append({"metric": "mean attribute accuracy", "best_reference": records[best]["label"],
+                   "difference": diff, "standard_error": se, "passed": bool(diff >= -TOLERANCE_SE * se)})
+    if features is not None and reference is not None:
+        best = min(reference_steps, key=lambda i: records[i]["metrics"]["fid/judge"])
+        paired = fid_difference(features[challenger], features[best], reference, replicates)
+        diff, se = paired.difference, paired.standard_error
+        checks.append({"metric": "FID/judge", "best_reference": records[best]["label"],
+                       "difference": diff, "standard_error": se, "passed": bool(diff <= TOLERANCE_SE * se)})
+    lines = [
+        f"{label} minus best {REFERENCE_STEPS}-step ({c['best_reference']}): {c['metric']} "
+        f"{c['difference']:+.4f} +- {c['standard_error']:.4f} (paired SE): " + ("PASS" if c["passed"] else "FAIL")
+        + f" (threshold {TOLERANCE_SE:g} SE {'below' if c['metric'] != 'FID/judge' else 'above'})"
+        for c in checks
+    ]
+    return {"challenger": label, "checks": checks, "passed": all(c["passed"] for c in checks), "verdict": "; ".join(lines)}
 
 
 def quality_table(records: list[dict[str, Any]], flags: list[np.ndarray]) -> str:
@@ -148,18 +163,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     cfg = compose_eval_config(args.ckpt, args.out, overrides)
     evaluation = GridEvaluation(cfg, args.ckpt, open_tracker(cfg, args.out, None), args.out)
-    records, flags = [], []
+    records, flags, features = [], [], []
     for number, setting in enumerate(evaluation.settings, 1):
         label = setting_label(setting)
         print(f"[{number}/{len(evaluation.settings)}] {label}", flush=True)
-        record, _, own = evaluation.evaluate_setting(apply_overrides(cfg, setting), label, setting)
-        if own is None:
+        outcome = evaluation.evaluate_setting(apply_overrides(cfg, setting), label, setting)
+        if outcome.flags is None:
             raise ValueError(f"prompt set {prompt_set} gave no attribute accuracy; it needs attrs and a template")
-        records.append(record)
-        flags.append(own)
+        records.append(outcome.record)
+        flags.append(outcome.flags)
+        features.append(outcome.features.get("judge"))
     add_paired_comparisons(records, flags)
     print_table(records)
-    check = paired_check(records, flags)
+    judge_reference = evaluation.context.reference.features.get("judge")
+    have_fid = judge_reference is not None and all(f is not None for f in features)
+    check = paired_check(records, flags, features if have_fid else None,
+                         judge_reference.features if have_fid else None, cfg.eval.bootstrap)
     table = quality_table(records, flags)
     (args.out / "quality.json").write_text(json.dumps({"records": records, "check": check}, indent=2, default=str))
     command = "python -m benchmarks.quality " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -63,6 +63,9 @@ class ScoreResult:
     params: dict[str, object]
     per_item: dict[str, np.ndarray] = field(default_factory=dict)
     validity: Validity | None = None
+    # Generated images' features per FID/KID extractor, row i = image i: paired comparisons of
+    # two settings on the same prompts and noise (bootstrap.fid_difference) need them.
+    features: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def unreliable(self) -> list[str]:
@@ -175,10 +178,12 @@ class Scorer:
         if seeds is not None:
             params["images"]["seed_range"] = [int(min(seeds)), int(max(seeds))]
         per_item: dict[str, np.ndarray] = {}
+        features: dict[str, torch.Tensor] = {}
         judge_embeddings = self.judge.encode_images(pixels, self.config.batch_size) if self.judge is not None else None
         if reference is not None:
             for name, extractor in self.plan.extractors.items():
                 generated = judge_embeddings if name == JUDGE else self.features(name, pixels)
+                features[name] = generated
                 values, definitions = distribution_metrics(
                     generated,
                     reference.features[name].features,
@@ -211,4 +216,5 @@ class Scorer:
             per_item.update({f"{prefix}/{name}": flags for name, flags in accuracy.correct.items()})
             params[prefix] = {"template": template.template, "judge": self.judge.params, "n_images": len(attrs)}
         metrics["cost/score_seconds"] = time.perf_counter() - start
-        return ScoreResult(metrics, params, per_item, reference.validity if reference is not None else None)
+        validity = reference.validity if reference is not None else None
+        return ScoreResult(metrics, params, per_item, validity, features)

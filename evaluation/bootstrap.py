@@ -8,6 +8,11 @@ eq. 5.6): it corrects the O(1/n) upward bias FID shares with its resamples, so t
 distribution give an interval that covers the true value 0, which a percentile interval of a
 biased statistic does not. KID's resample statistic is unbiased for the full-sample estimate
 (kid.mmd2_resampled), so its interval is the plain percentile interval [q_{a/2}, q_{1-a/2}].
+
+Two sampling settings scored on the same prompts and noise (image i of one setting pairs with
+image i of the other) are compared with :func:`fid_difference`: each replicate resamples the same
+item indices in both arms and one reference resample shared by both, so the between-item and
+reference variance cancel in the difference instead of being counted twice.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from evaluation.fid import GaussianStats, as_float64, frechet_distance_unchecked
+from evaluation.fid import GaussianStats, as_float64, fid_from_features, frechet_distance_unchecked
 from evaluation.kid import PolynomialKernel, mmd2_resampled
 
 RESAMPLED = "generated and reference both resampled"
@@ -112,3 +117,42 @@ def kid_interval(
     x, y = as_float64(generated).to(device), as_float64(reference).to(device)
     values = mmd2_resampled(x, y, counts_x, counts_y, kernel).cpu().numpy()
     return percentile_interval(values, level, seed)
+
+
+@dataclass(frozen=True)
+class PairedFidDifference:
+    """FID(a) - FID(b) of two image-for-image paired feature sets against one reference."""
+
+    difference: float
+    standard_error: float  # standard deviation of the paired bootstrap replicates
+    interval: Interval
+
+    def as_params(self) -> dict[str, object]:
+        return {"difference": self.difference, "standard_error": self.standard_error, **self.interval.as_params()}
+
+
+def fid_difference(
+    generated_a: torch.Tensor | np.ndarray,
+    generated_b: torch.Tensor | np.ndarray,
+    reference: torch.Tensor | np.ndarray,
+    replicates: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+    device: str | torch.device = "cpu",
+) -> PairedFidDifference:
+    """Paired bootstrap of FID(a) - FID(b); row i of ``generated_a`` and ``generated_b`` must come
+    from the same prompt and initial noise. The interval is the basic bootstrap interval."""
+    a, b, y = (as_float64(v).to(device) for v in (generated_a, generated_b, reference))
+    if a.shape != b.shape:
+        raise ValueError(f"paired FID needs the same items in both arms, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    estimate = fid_from_features(a, y) - fid_from_features(b, y)
+    gen_items, gen_reference = _generators(seed)
+    counts_items = resample_counts(len(a), replicates, gen_items).to(device)
+    counts_reference = resample_counts(len(y), replicates, gen_reference).to(device)
+    values = np.empty(replicates)
+    for r in range(replicates):
+        ref = GaussianStats.from_features(y, counts_reference[r])
+        fids = [GaussianStats.from_features(x, counts_items[r]) for x in (a, b)]
+        values[r] = (frechet_distance_unchecked(fids[0].mu, fids[0].sigma, ref.mu, ref.sigma)
+                     - frechet_distance_unchecked(fids[1].mu, fids[1].sigma, ref.mu, ref.sigma))
+    return PairedFidDifference(estimate, float(values.std(ddof=1)), basic_interval(estimate, values, level, seed))

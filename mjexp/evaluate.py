@@ -18,7 +18,7 @@ import math
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, NamedTuple
 
 import numpy as np
 import torch
@@ -166,6 +166,16 @@ class ScoringContext:
         return result
 
 
+class SettingOutcome(NamedTuple):
+    """One setting's report record, its image grids per stage, per-image mean attribute accuracy
+    and the final images' features per FID extractor (both in manifest order, for paired tests)."""
+
+    record: dict[str, Any]
+    grids: dict[str, torch.Tensor]
+    flags: np.ndarray | None
+    features: dict[str, torch.Tensor]
+
+
 class GridEvaluation:
     """One evaluation invocation: preflight in ``__init__``, then :meth:`run`."""
 
@@ -205,10 +215,10 @@ class GridEvaluation:
             label = setting_label(overrides)
             print(f"[{number}/{len(self.settings)}] {label}")
             sampling = apply_overrides(cfg, overrides)
-            record, stage_images, flags = self.evaluate_setting(sampling, label, overrides)
-            records.append(record)
-            per_item.append(flags)
-            grids.update(stage_images)
+            outcome = self.evaluate_setting(sampling, label, overrides)
+            records.append(outcome.record)
+            per_item.append(outcome.flags)
+            grids.update(outcome.grids)
         add_paired_comparisons(records, per_item)
         paths = write_report(records, self.out_dir, grids, title=f"mjexp evaluation: {cfg.name}")
         for path in paths.values():
@@ -218,7 +228,7 @@ class GridEvaluation:
 
     def evaluate_setting(
         self, sampling: DictConfig, label: str, overrides: Mapping[str, Any]
-    ) -> tuple[dict[str, Any], dict[str, torch.Tensor], np.ndarray | None]:
+    ) -> SettingOutcome:
         cfg, n = self.cfg, self.cfg.eval.samples_per_prompt
         sampler, guidance, hires, negative = sampling_settings(sampling)
         module = GuidanceSampler(
@@ -270,8 +280,7 @@ class GridEvaluation:
         grid_file.write_bytes(grid_png(grids[f"{label} final"]))
         child.log_artifact(grid_file)
         child.finish()
-        flags = mean_attribute_flags(result.per_item)
-        return record, grids, flags
+        return SettingOutcome(record, grids, mean_attribute_flags(result.per_item), result.features)
 
 
 def mean_attribute_flags(per_item: Mapping[str, np.ndarray]) -> np.ndarray | None:
