@@ -267,7 +267,7 @@ def print_summary(tracker: Tracker, output_dir: Path, export_dir: Path) -> None:
     lines = [
         "",
         "Done.",
-        f"  MLflow:  {tracker.ui_hint}" if tracker.run_id else f"  MLflow:  not reached; sync later with: python -m mjexp.tracking.sync {output_dir}",
+        f"  MLflow:  {tracker.ui_hint}",
         f"  Weights: {export_dir} (ema.safetensors, raw.safetensors, config.yaml)",
         f"  Outputs: {output_dir}",
     ]

@@ -133,6 +133,7 @@ class Tracker:
         self.key = key
         self.parent = parent
         self.root: Tracker = parent.root if parent else self
+        self.enabled = enabled
         self.failed = not enabled
         self._failure_reported = not enabled
         self.client = None
@@ -235,7 +236,11 @@ class Tracker:
 
     @property
     def ui_hint(self) -> str:
-        """Where to look at this run."""
+        """Where to look at this run, or why there is none and how to log it later."""
+        if not self.enabled:
+            return "off (tracking.enabled=false)"
+        if self.run_id is None:
+            return f"not reached; sync later with: python -m mjexp.tracking.sync {self.journal.path}"
         if sqlite_path(self.tracking_uri):
             where = f"mlflow ui --backend-store-uri {self.tracking_uri}"
         else:

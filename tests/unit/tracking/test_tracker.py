@@ -54,6 +54,8 @@ def test_unreachable_server_warns_once_keeps_journal_and_syncs_later(tmp_path: P
     failures = [w for w in caught if "MLflow tracking failed" in str(w.message)]
     assert len(failures) == 1 and "mjexp.tracking.sync" in str(failures[0].message)
     assert tracker.run_id is None
+    journal = tmp_path / "out" / "tracking_journal.jsonl"
+    assert tracker.ui_hint == f"not reached; sync later with: python -m mjexp.tracking.sync {journal}"
 
     target = resolve_tracking_uri("sqlite:///later.db", tmp_path)
     run_ids = sync(tmp_path / "out", tracking_uri=target)
@@ -101,3 +103,8 @@ def test_journal_tolerates_torn_last_line(tmp_path: Path) -> None:
     with open(journal.path, "a") as f:
         f.write('{"event": "metr')  # the process died mid-write
     assert [e["event"] for e in Journal(journal.path).events()] == ["metrics"]
+
+
+def test_disabled_tracking_says_so_instead_of_a_sync_hint(tmp_path: Path) -> None:
+    tracker = Tracker("sqlite:///unused.db", "exp", "run", Journal(tmp_path / "journal.jsonl"), enabled=False)
+    assert tracker.run_id is None and tracker.ui_hint == "off (tracking.enabled=false)"
