@@ -157,13 +157,13 @@ class Scorer:
         *,
         attrs: Sequence[Mapping[str, str]] | None = None,
         template: CaptionTemplate | None = None,
-        attr_metric: str | None = None,
         seeds: Sequence[int] | None = None,
     ) -> ScoreResult:
         """Score generated ``images`` (float [-1, 1] or uint8) made from ``prompts``.
 
-        ``attrs`` + ``template`` add attribute accuracy named ``<attr_metric>/judge/<attribute>``
-        (default ``attr_acc``, or ``retrieval_acc`` for multi-object templates).
+        ``attrs`` + ``template`` add attribute accuracy named ``attr_acc/judge/<attribute>``; its
+        protocol (zero-shot choice among the attribute's values for one object, caption retrieval
+        against one-attribute-swapped captions for several) is in ``params``.
         """
         start = time.perf_counter()
         if len(prompts) != len(images):
@@ -210,11 +210,16 @@ class Scorer:
         if attrs is not None:
             if self.judge is None or template is None:
                 raise ValueError("attribute accuracy needs the judge (judge_dir) and the prompt set's template")
-            prefix = f"{attr_metric or ('retrieval_acc' if template.multi_object else 'attr_acc')}/{JUDGE}"
+            prefix = f"attr_acc/{JUDGE}"
             accuracy: AttributeAccuracy = attribute_accuracy(judge_embeddings, attrs, template, self.judge.encode_texts)
             metrics.update(accuracy.metrics(prefix))
             per_item.update({f"{prefix}/{name}": flags for name, flags in accuracy.correct.items()})
-            params[prefix] = {"template": template.template, "judge": self.judge.params, "n_images": len(attrs)}
+            protocol = (
+                "caption retrieval against one-attribute-swapped captions" if template.multi_object
+                else "zero-shot choice among the attribute's values"
+            )
+            params[prefix] = {"template": template.template, "protocol": protocol, "judge": self.judge.params,
+                              "n_images": len(attrs)}
         metrics["cost/score_seconds"] = time.perf_counter() - start
         validity = reference.validity if reference is not None else None
         return ScoreResult(metrics, params, per_item, validity, features)

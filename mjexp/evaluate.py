@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping, NamedTuple
@@ -85,10 +86,24 @@ def guidance_variant(g: DictConfig) -> str:
     return " ".join(parts)
 
 
+def warn_if_captions_differ(prompt_set: PromptSet, schema: Any) -> None:
+    """A prompt set written in another caption form than the model's training captions (e.g. the
+    single-object set for a two-object model) still runs, but measures out-of-distribution prompts."""
+    if schema is None or prompt_set.template.template == schema.template:
+        return
+    warnings.warn(
+        f"prompt set {prompt_set.name} has captions like {prompt_set.template.template!r}, but the model was "
+        f"trained on captions like {schema.template!r}: its scores measure prompts the model never saw. Choose a "
+        "set in evaluation/prompts whose .meta.json has the model's caption template, or eval.prompt_set=data",
+        stacklevel=2,
+    )
+
+
 def load_prompts(cfg: DictConfig, datamodule: Any) -> PromptSet | tuple[list[str], list[dict] | None]:
     """The configured prompt set, or the reference split's own captions (``eval.prompt_set=data``)."""
     if cfg.eval.prompt_set != DATA_PROMPTS:
         prompt_set = load_prompt_set(cfg.eval.prompt_set)
+        warn_if_captions_differ(prompt_set, getattr(datamodule, "schema", None))
         if cfg.eval.max_prompts:
             prompt_set = replace(
                 prompt_set,
@@ -155,13 +170,14 @@ class ScoringContext:
 
     def score(self, images: torch.Tensor, prompts: list[str], attrs: list[dict] | None, seeds: list[int] | None = None):
         """Scores; when the generator's data held attribute combinations out of training, attribute
-        accuracy is also split into held-out and seen prompts (``attr_acc/judge/heldout/...``)."""
+        accuracy of single-object prompts is also split into held-out and seen prompts
+        (``attr_acc/judge/heldout/...``)."""
         result = self.scorer.score(
             images, prompts, self.reference, attrs=attrs, template=self.template if attrs else None, seeds=seeds
         )
         prefix = "attr_acc/judge/"
         correct = {k[len(prefix):]: v for k, v in result.per_item.items() if k.startswith(prefix)}
-        if attrs and self.holdout and correct:
+        if attrs and self.holdout and correct and not self.template.multi_object:
             result.metrics.update(holdout_accuracy(correct, attrs, self.holdout, prefix.rstrip("/")))
         return result
 
@@ -285,7 +301,7 @@ class GridEvaluation:
 
 def mean_attribute_flags(per_item: Mapping[str, np.ndarray]) -> np.ndarray | None:
     """Per image: the fraction of its attributes the judge found as prompted."""
-    arrays = [np.asarray(v, dtype=np.float64) for k, v in per_item.items() if k.startswith(("attr_acc/", "retrieval_acc/"))]
+    arrays = [np.asarray(v, dtype=np.float64) for k, v in per_item.items() if k.startswith("attr_acc/")]
     return np.mean(arrays, axis=0) if arrays else None
 
 

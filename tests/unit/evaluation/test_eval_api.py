@@ -95,6 +95,9 @@ def test_score_reference_validity_and_report(judge_dir: Path, tiny_clip_file: Pa
     assert result.params["images"]["seed_range"] == [100, 139]
     assert "fid/judge" in result.unreliable and clip_name not in result.unreliable
     assert result.per_item["attr_acc/judge/color"].shape == (40,)
+    assert result.params["attr_acc/judge"]["protocol"] == "zero-shot choice among the attribute's values"
+    judge_features = result.features["judge"]  # row i = image i, for paired comparisons of settings
+    assert judge_features.shape == (40, reference.features["judge"].features.shape[1])
 
     records = [
         make_record(
