@@ -150,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from mjexp.evaluate import GridEvaluation, add_paired_comparisons, apply_overrides, print_table, setting_label
     from mjexp.training import open_tracker
+    from mjexp.log_noise import quiet_third_party_logs
+
+    quiet_third_party_logs()  # Lightning's per-setting banner and tip; warnings still print
 
     samplers = [s for s in args.samplers.split(",") if s]
     steps = [int(s) for s in args.steps.split(",") if s]
