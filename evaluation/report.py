@@ -29,6 +29,7 @@ from evaluation.plots import curve_label, headline, metric_curves, pareto
 
 SETTING_KEYS = ("sampler", "steps", "guidance", "hires", "schedule", "nfe")
 GRID_MIN_CELL = 64  # px; small samples are upscaled (nearest) so they are visible
+GRID_COLUMNS = 8  # images per row of every grid in the report
 
 
 def make_record(setting: Mapping[str, object], costs: Mapping[str, float], result: ScoreResult) -> dict[str, object]:
@@ -58,7 +59,7 @@ def _jsonable(value: object) -> object:
     return value
 
 
-def grid_png(images: torch.Tensor, nrow: int = 8) -> bytes:
+def grid_png(images: torch.Tensor, nrow: int = GRID_COLUMNS) -> bytes:
     """PNG bytes of a sample grid (float [-1, 1] or uint8 images)."""
     pixels, _ = to_uint8(images, "grid images")
     scale = max(1, math.ceil(GRID_MIN_CELL / pixels.shape[-1]))

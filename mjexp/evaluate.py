@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from evaluation import EvalConfig, ReferenceSet, Scorer, load_prompt_set, make_record, paired_difference, write_report
 from evaluation.attributes import holdout_accuracy
 from evaluation.prompt_sets import PromptSet
+from evaluation.report import GRID_COLUMNS
 from mjexp.builders import build_datamodule, sampling_settings, train_or_reuse_domain_clip
 from mjexp.diffusion.superres import SuperResolution
 from mjexp.export import LoadedModel, load_model, load_sr_model
@@ -184,12 +185,13 @@ class ScoringContext:
 
 class SettingOutcome(NamedTuple):
     """One setting's report record, its image grids per stage, per-image mean attribute accuracy
-    and the final images' features per FID extractor (both in manifest order, for paired tests)."""
+    and the final images' features per FID extractor and files (in manifest order, for paired tests)."""
 
     record: dict[str, Any]
     grids: dict[str, torch.Tensor]
     flags: np.ndarray | None
     features: dict[str, torch.Tensor]
+    files: list[Path]  # the final images, manifest order
 
 
 class GridEvaluation:
@@ -224,7 +226,7 @@ class GridEvaluation:
     def run(self) -> list[dict[str, Any]]:
         """Generate and score every setting; write and log the report. Returns the records."""
         cfg, n = self.cfg, self.cfg.eval.samples_per_prompt
-        records, grids, per_item = [], {}, []
+        records, grids, per_item, files = [], {}, [], []
         prompt_params = self.prompts.params if isinstance(self.prompts, PromptSet) else {"prompt_set": DATA_PROMPTS}
         self.tracker.log_params({"eval": {**prompt_params, "samples_per_prompt": n, "n_settings": len(self.settings)}})
         for number, overrides in enumerate(self.settings, 1):
@@ -234,8 +236,10 @@ class GridEvaluation:
             outcome = self.evaluate_setting(sampling, label, overrides)
             records.append(outcome.record)
             per_item.append(outcome.flags)
+            files.append(outcome.files)
             grids.update(outcome.grids)
         add_paired_comparisons(records, per_item)
+        grids.update(disagreement_grids(records, per_item, files))
         paths = write_report(records, self.out_dir, grids, title=f"mjexp evaluation: {cfg.name}")
         for path in paths.values():
             self.tracker.log_artifact(path, "report")
@@ -296,7 +300,8 @@ class GridEvaluation:
         grid_file.write_bytes(grid_png(grids[f"{label} final"]))
         child.log_artifact(grid_file)
         child.finish()
-        return SettingOutcome(record, grids, mean_attribute_flags(result.per_item), result.features)
+        files = [folder / row["file"] for row in rows]
+        return SettingOutcome(record, grids, mean_attribute_flags(result.per_item), result.features, files)
 
 
 def mean_attribute_flags(per_item: Mapping[str, np.ndarray]) -> np.ndarray | None:
@@ -306,18 +311,51 @@ def mean_attribute_flags(per_item: Mapping[str, np.ndarray]) -> np.ndarray | Non
 
 
 def add_paired_comparisons(records: list[dict[str, Any]], flags: list[np.ndarray | None]) -> None:
-    """Each setting vs the first (same prompts and seeds): paired difference of attribute accuracy."""
+    """Each setting vs the first (same prompts and seeds): paired difference of attribute accuracy,
+    and how many images became fully as prompted (``fixed``) or stopped being so (``broken``)."""
     if len(records) < 2 or flags[0] is None:
         return
     for record, own in zip(records[1:], flags[1:]):
         diff, se = paired_difference(own, flags[0])
+        fixed, broken = verdict_changes(flags[0], own)
         record["paired_vs_first"] = {
             "baseline": records[0]["label"],
             "metric": "mean attribute accuracy per image",
             "difference": diff,
             "standard_error": se,
             "z": diff / se if se > 0 else (math.inf if diff > 0 else 0.0),
+            "fixed": int(fixed.size),
+            "broken": int(broken.size),
         }
+
+
+def verdict_changes(baseline: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of images (same prompt and noise) with every attribute right in ``other`` but not in
+    ``baseline`` (fixed), and the reverse (broken): a paired gain is only real if fixed > broken."""
+    base_ok, other_ok = np.asarray(baseline) == 1.0, np.asarray(other) == 1.0
+    return np.flatnonzero(~base_ok & other_ok), np.flatnonzero(base_ok & ~other_ok)
+
+
+def disagreement_grids(
+    records: list[dict[str, Any]], flags: list[np.ndarray | None], files: list[list[Path]], limit: int = GRID_COLUMNS
+) -> dict[str, torch.Tensor]:
+    """For each setting vs the first: up to ``limit`` fixed and broken images, the first setting's
+    image above this setting's from the same noise, so a paired difference can be looked at."""
+    grids: dict[str, torch.Tensor] = {}
+    if len(records) < 2 or flags[0] is None:
+        return grids
+    base = records[0]["label"]
+    for record, own, own_files in zip(records[1:], flags[1:], files[1:]):
+        for kind, indices in zip(("fixed", "broken"), verdict_changes(flags[0], own)):
+            chosen = indices[:limit].tolist()
+            if not chosen:
+                continue
+            top, bottom = (load_images(Path(), [{"file": str(paths[i])} for i in chosen]) for paths in (files[0], own_files))
+            blank = torch.full((limit - len(chosen), *top.shape[1:]), 255, dtype=torch.uint8)  # keeps the rows aligned
+            title = (f"{record['label']} vs {base}: {kind} ({indices.size} images; top row {base}, "
+                     f"bottom row {record['label']}, same prompt and noise)")
+            grids[title] = torch.cat([top, blank, bottom, blank])
+    return grids
 
 
 def print_table(records: list[dict[str, Any]]) -> None:
@@ -338,7 +376,8 @@ def print_table(records: list[dict[str, Any]]) -> None:
         paired = r.get("paired_vs_first")
         if paired:
             print(f"  {r['label']} vs {paired['baseline']}: attribute accuracy {paired['difference']:+.3f} "
-                  f"± {paired['standard_error']:.3f} (paired SE, z={paired['z']:.1f})")
+                  f"± {paired['standard_error']:.3f} (paired SE, z={paired['z']:.1f}); all attributes right in "
+                  f"{paired['fixed']} images only here, in {paired['broken']} only in the baseline")
 
 
 def evaluate_grid(cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: Path) -> dict[str, float]:
