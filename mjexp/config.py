@@ -44,6 +44,7 @@ class ShapesDataConfig(DataConfig):
     shapes: Optional[list[str]] = None
     with_size: bool = False
     holdout: list[dict[str, str]] = field(default_factory=list)
+    caption_noise: float = 0.0  # probability that a train caption misnames one attribute
 
 
 @dataclass
@@ -416,6 +417,7 @@ RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("data.resolution", 1, float("inf"), True),
     ("data.batch_size", 1, float("inf"), True),
     ("data.num_workers", 0, float("inf"), True),
+    ("data.caption_noise", 0.0, 1.0, True),
     ("diffusion.cond_dropout", 0.0, 1.0, True),
     ("diffusion.ema_max_decay", 0.0, 1.0, True),
     ("diffusion.min_snr_gamma", 0.0, float("inf"), False),

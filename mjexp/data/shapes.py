@@ -13,6 +13,12 @@ Images are rendered on demand, a batch at a time (``__getitems__``), so no split
 Holdout (compositional generalisation): attribute combinations listed in ``holdout`` never appear
 in ``train``; ``judge``, ``val`` and ``test`` keep them, because the judge must recognise held-out
 scenes to score them and the reference statistics should cover every prompt.
+
+Caption noise (``caption_noise=p``, ``train`` only): with probability p a training caption names one
+appearance attribute (colour, shape or size of one object) wrongly, like a web caption that misnames
+what it shows. The image and its ``attrs`` stay true; only the text lies. A model that fits such
+data samples the noise back at guidance scale 1, and guidance (which sharpens p(caption | image))
+is what removes it: the regime in which text-to-image models are trained.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ DEFAULT_COLORS: tuple[str, ...] = ("red", "yellow", "green", "cyan", "blue", "pu
 DEFAULT_SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 POSITIONS: tuple[str, ...] = ("top left", "top right", "bottom left", "bottom right")
 _POSITION_CENTERS = np.array([[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]])
+# Attributes that caption noise may misname: appearance words. Positions stay true, so a two-object
+# caption keeps its objects in distinct quadrants, in quadrant order.
+NOISY_ATTRIBUTES: tuple[str, ...] = ("size", "color", "shape")
 SIZES: dict[str, float] = {"small": 0.11, "large": 0.18}  # object radius, fraction of the image side
 DEFAULT_RADIUS = 0.18  # when size is not an attribute: ~6 px objects at 16 px
 RADIUS_JITTER = 0.08  # relative, uniform in [-, +]
@@ -60,6 +69,11 @@ def _choose(name: str, values: tuple[str, ...], allowed: Sequence[str]) -> tuple
     if unknown or not values or len(set(values)) != len(values):
         raise ValueError(f"{name}={list(values)} must be distinct values from {list(allowed)}")
     return values
+
+
+def _excluded(obj: Mapping[str, str], exclude: Sequence[Mapping[str, str]]) -> bool:
+    """Whether the object {attribute: value} matches any holdout entry."""
+    return any(all(obj[k] == v for k, v in entry.items()) for entry in exclude)
 
 
 @dataclass(frozen=True)
@@ -109,7 +123,7 @@ class ShapesSpec:
         rows = [
             combo
             for combo in itertools.product(*(range(len(v)) for v in self.object_values.values()))
-            if not any(all(self.object_values[k][combo[names.index(k)]] == v for k, v in e.items()) for e in exclude)
+            if not _excluded({name: self.object_values[name][i] for name, i in zip(names, combo)}, exclude)
         ]
         table = np.array(rows, dtype=np.int64).reshape(-1, len(names))
         table = table[np.argsort(table[:, names.index("position")], kind="stable")]
@@ -123,11 +137,13 @@ def heldout_attrs(spec: ShapesSpec, holdout: Sequence[Mapping[str, str]]) -> lis
     """Single-object attribute combinations that ``holdout`` removes from train (its prompt set)."""
     single = ShapesSpec(spec.colors, spec.shapes, two_objects=False, with_size=spec.with_size)
     entries = single.check_holdout(holdout)
-    return [a for a in single.schema().combinations() if any(all(a[k] == v for k, v in e.items()) for e in entries)]
+    return [a for a in single.schema().combinations() if _excluded(a, entries)]
 
 
-def _stream_key(seed: int, split: str) -> np.uint64:
+def _stream_key(seed: int, split: str, stream: str = "scene") -> np.uint64:
     text = f"mjexp.shapes/v{RENDERER_VERSION}/seed={seed}/split={check_split(split)}"
+    if stream != "scene":  # the scene stream keeps its original key: images never change
+        text += f"/stream={stream}"
     return np.uint64(int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big"))
 
 
@@ -139,10 +155,12 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def uniforms(seed: int, split: str, indices: np.ndarray) -> np.ndarray:
-    """(N, fields) uniforms in [0, 1) for items ``indices``: a pure function of (seed, split, index)."""
-    item = _mix(_stream_key(seed, split) ^ np.asarray(indices, dtype=np.uint64))
-    bits = _mix(item[:, None] + np.arange(_N_FIELDS, dtype=np.uint64)[None, :])
+def uniforms(
+    seed: int, split: str, indices: np.ndarray, fields: int = _N_FIELDS, stream: str = "scene"
+) -> np.ndarray:
+    """(N, fields) uniforms in [0, 1) for items ``indices``: a pure function of (seed, split, stream, index)."""
+    item = _mix(_stream_key(seed, split, stream) ^ np.asarray(indices, dtype=np.uint64))
+    bits = _mix(item[:, None] + np.arange(fields, dtype=np.uint64)[None, :])
     return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
@@ -192,6 +210,44 @@ def sample_scenes(
     return scenes, attrs
 
 
+def check_caption_noise(rate: float) -> float:
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"caption_noise={rate} must be a probability in [0, 1]")
+    return float(rate)
+
+
+def caption_attributes(
+    spec: ShapesSpec,
+    attrs: dict[str, list[str]],
+    rate: float,
+    seed: int,
+    split: str,
+    indices: np.ndarray,
+    exclude: Sequence[Mapping[str, str]] = (),
+) -> dict[str, list[str]]:
+    """The attributes the captions of ``indices`` state: the true ones, except that with probability
+    ``rate`` one appearance attribute of one object is replaced by another value, uniformly.
+
+    A replacement never makes an object match an ``exclude`` (holdout) entry, so held-out
+    combinations stay out of the training text as well as the images.
+    """
+    if rate == 0.0:
+        return attrs
+    u = uniforms(seed, split, indices, fields=3, stream="caption_noise")
+    suffixes = ["_1", "_2"] if spec.two_objects else [""]
+    slots = [(name, suffix) for suffix in suffixes for name in NOISY_ATTRIBUTES if name in spec.object_values]
+    stated = {key: list(values) for key, values in attrs.items()}
+    for i, (corrupt, which, replacement) in enumerate(u):
+        if corrupt >= rate:
+            continue
+        name, suffix = slots[int(_pick(which, 0, len(slots)))]
+        obj = {a: stated[a + suffix][i] for a in spec.object_values}
+        candidates = [v for v in spec.object_values[name] if v != obj[name] and not _excluded({**obj, name: v}, exclude)]
+        if candidates:
+            stated[name + suffix][i] = candidates[int(_pick(replacement, 0, len(candidates)))]
+    return stated
+
+
 class ShapesDataset(CaptionedDataset):
     """``size`` images of one split; item k is rendered from (seed, split, k) alone."""
 
@@ -203,10 +259,12 @@ class ShapesDataset(CaptionedDataset):
         seed: int = 0,
         spec: ShapesSpec = ShapesSpec(),
         exclude: Sequence[Mapping[str, str]] = (),
+        caption_noise: float = 0.0,
     ) -> None:
         if size < 0 or resolution < 1:
             raise ValueError(f"size={size} must be >= 0 and resolution={resolution} >= 1")
         self.split, self.size, self.resolution, self.seed, self.spec = check_split(split), size, resolution, seed, spec
+        self.caption_noise = check_caption_noise(caption_noise)
         self.exclude = spec.check_holdout(exclude)
         self.schema = spec.schema()
         self._table = spec.object_table(self.exclude)
@@ -215,7 +273,7 @@ class ShapesDataset(CaptionedDataset):
         return self.size
 
     def render(self, indices: Sequence[int]) -> tuple[torch.Tensor, dict[str, list[str]]]:
-        """uint8 images (N, 3, R, R) and attributes of items ``indices``, rendered in one pass."""
+        """uint8 images (N, 3, R, R) and the true attributes of items ``indices``, in one pass."""
         index = np.asarray(indices, dtype=np.int64).reshape(-1)
         if index.size and (index.min() < 0 or index.max() >= self.size):
             raise IndexError(
@@ -226,10 +284,13 @@ class ShapesDataset(CaptionedDataset):
 
     def __getitems__(self, indices: Sequence[int]) -> list[Sample]:
         images, attrs = self.render(indices)
+        index = np.asarray(indices, dtype=np.int64).reshape(-1)
+        stated = caption_attributes(self.spec, attrs, self.caption_noise, self.seed, self.split, index, self.exclude)
         samples = []
         for i, image in enumerate(images):  # per image: small tensors stay single-threaded
             item = {name: values[i] for name, values in attrs.items()}
-            samples.append({"image": to_model_range(image), "text": self.schema.caption(item), "attrs": item})
+            text = self.schema.caption({name: values[i] for name, values in stated.items()})
+            samples.append({"image": to_model_range(image), "text": text, "attrs": item})
         return samples
 
     def __getitem__(self, index: int) -> Sample:
@@ -248,6 +309,8 @@ class ShapesDataset(CaptionedDataset):
             "two_objects": self.spec.two_objects,
             "with_size": self.spec.with_size,
             "exclude": self.exclude,
+            # Only when on, so the caches keyed by clean splits (judge, references) stay valid.
+            **({"caption_noise": self.caption_noise} if self.caption_noise else {}),
         }
 
 
@@ -257,6 +320,8 @@ class ShapesDataModule(CaptionedImageDataModule):
     ``colors`` / ``shapes`` pick from the renderer's palette and shapes (None: the defaults);
     ``holdout`` entries are {attribute: value} over color/shape/position/size, e.g.
     ``[{"color": "red", "shape": "circle"}]`` (``DEFAULT_HOLDOUT`` is the versioned default).
+    ``caption_noise`` is the probability that a ``train`` caption misnames one attribute (module
+    docstring).
     """
 
     def __init__(
@@ -274,8 +339,10 @@ class ShapesDataModule(CaptionedImageDataModule):
         shapes: Sequence[str] | None = None,
         with_size: bool = False,
         holdout: Sequence[Mapping[str, str]] | None = None,
+        caption_noise: float = 0.0,
     ) -> None:
         super().__init__(resolution, batch_size, num_workers, seed)
+        self.caption_noise = check_caption_noise(caption_noise)
         self.sizes = {"train": train_size, "judge": judge_size, "val": val_size, "test": test_size}
         self.spec = ShapesSpec(
             DEFAULT_COLORS if colors is None else tuple(colors),
@@ -288,8 +355,11 @@ class ShapesDataModule(CaptionedImageDataModule):
         self.spec.object_table(self.holdout)  # fail now if the holdout empties a position
 
     def build(self, split: str) -> ShapesDataset:
-        exclude = self.holdout if split == "train" else ()
-        return ShapesDataset(split, self.sizes[split], self.resolution, self.seed, self.spec, exclude)
+        if split != "train":  # held-out scenes and true captions everywhere but train
+            return ShapesDataset(split, self.sizes[split], self.resolution, self.seed, self.spec)
+        return ShapesDataset(
+            split, self.sizes[split], self.resolution, self.seed, self.spec, self.holdout, self.caption_noise
+        )
 
     def heldout_prompts(self) -> list[dict[str, Any]]:
         """The held-out combinations as single-object prompt rows {"prompt", "attrs"}."""

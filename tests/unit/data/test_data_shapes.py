@@ -158,6 +158,8 @@ def test_heldout_attrs_expand_partial_entries() -> None:
         ({"holdout": [{"shape": "hexagon"}]}, "holdout entry"),
         ({"holdout": [{}]}, "holdout entry"),
         ({"holdout": [{"position": "top left"}]}, "top left"),
+        ({"caption_noise": 1.5}, "caption_noise"),
+        ({"caption_noise": -0.1}, "caption_noise"),
     ],
 )
 def test_bad_options_are_clear_errors(kwargs: dict, message: str) -> None:
