@@ -194,6 +194,7 @@ class Scorer:
                     kid_subsets=self.config.kid_subsets,
                     kid_subset_size=self.config.kid_subset_size,
                     device=self.config.device,
+                    feature_rank=extractor.feature_rank,
                 )
                 metrics.update(values)
                 params.update({key: {**value, **extractor.params} for key, value in definitions.items()})

@@ -46,20 +46,23 @@ def distribution_metrics(
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     device: str | torch.device = "cpu",
+    feature_rank: int | None = None,
 ) -> tuple[dict[str, float], dict[str, dict[str, object]]]:
     """Metrics ``fid/<extractor>`` and ``kid/<extractor>`` (+ ``/ci_low``, ``/ci_high``, ``kid/../std``)
     and their params (sample counts, bootstrap settings, KID subsets).
 
     Cost: each FID bootstrap replicate needs two d x d covariances (O(n d^2)) and eigen-
     decompositions (O(d^3)); for Inception (d = 2048) at 10k images use a GPU ``device`` or fewer
-    replicates. KID's replicates reuse one pass over the kernel (O(n^2 d)).
+    replicates. KID's replicates reuse one pass over the kernel (O(n^2 d)). ``feature_rank``: the
+    rank the extractor's features reach by construction (``Extractor.feature_rank``), so FID warns
+    only about covariances below it.
     """
     n_gen, n_ref = len(generated), len(reference)
     if generated.shape[1] != reference.shape[1]:
         raise ValueError(f"feature dimensions differ: generated {generated.shape[1]}, reference {reference.shape[1]}")
     check_sample_count(n_gen, n_ref, generated.shape[1], extractor)
     generated, reference = as_float64(generated).to(device), as_float64(reference).to(device)
-    fid = fid_from_features(generated, reference)
+    fid = fid_from_features(generated, reference, feature_rank)
     fid_ci = fid_interval(generated, reference, fid, bootstrap, seed, level, device)
     kid_result = kid(generated, reference, kid_subsets, kid_subset_size, seed)
     kid_ci = kid_interval(generated, reference, bootstrap, seed, level, device=device)

@@ -11,6 +11,7 @@ SHA-256.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +25,8 @@ from torch_fidelity.feature_extractor_dinov2 import MODEL_METADATA as DINOV2_MOD
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 from torch_fidelity.utils import create_feature_extractor
 
-from evaluation.clip_model import resolve_clip
-from evaluation.judge import JUDGE, judge_source, register_judge
+from evaluation.clip_model import JUDGE_CONFIG, resolve_clip
+from evaluation.judge import JUDGE, embedding_rank_bound, judge_source, register_judge
 from evaluation.weights import (
     MissingWeightsError,
     check_known_hash,
@@ -52,6 +53,9 @@ class Extractor:
     weights_sha256: str
     official_weights: bool
     preprocessing: str
+    # The rank the features can reach by construction (None: their dimension); a covariance of
+    # lower rank than this is what FID warns about.
+    feature_rank: int | None = None
 
     @property
     def params(self) -> dict[str, object]:
@@ -62,6 +66,7 @@ class Extractor:
             "official_weights": self.official_weights,
             "preprocessing": self.preprocessing,
             "torch_fidelity": torch_fidelity.__version__,
+            **({"feature_rank_bound": self.feature_rank} if self.feature_rank is not None else {}),
         }
 
 
@@ -159,6 +164,7 @@ def _resolve_judge(judge_dir: str | None) -> Extractor:
         False,
         "judge: unit-norm open_clip image embeddings; uint8/255, antialiased resize + centre crop to the "
         "model's image size (skipped when equal), normalised with the folder's preprocess_cfg",
+        embedding_rank_bound(json.loads((Path(judge_dir) / JUDGE_CONFIG).read_text())["model_cfg"]),
     )
 
 

@@ -87,10 +87,12 @@ def frechet_distance(
     sigma1: torch.Tensor | np.ndarray,
     mu2: torch.Tensor | np.ndarray,
     sigma2: torch.Tensor | np.ndarray,
+    expected_rank: int | None = None,
 ) -> float:
     """Squared Fréchet distance of N(mu1, sigma1) and N(mu2, sigma2) in float64.
 
-    Raises ImaginaryComponentError if a covariance is not PSD; warns if one is singular.
+    Raises ImaginaryComponentError if a covariance is not PSD; warns if one has a lower rank than
+    ``expected_rank`` (default: full rank), the most its features can span by construction.
     """
     mu1, mu2, sigma1, sigma2 = (as_float64(v) for v in (mu1, mu2, sigma1, sigma2))
     d = mu1.shape[0]
@@ -102,7 +104,7 @@ def frechet_distance(
     for name, sigma in (("sigma1", sigma1), ("sigma2", sigma2)):
         values, _ = _psd_eigenvalues((sigma + sigma.T) / 2, name)
         rank = _rank(values)
-        if rank < d:
+        if rank < (d if expected_rank is None else expected_rank):
             warnings.warn(
                 f"{name} is singular (numerical rank {rank} of {d}); the Fréchet distance is still exact "
                 "(no eps*I added), but degenerate features make FID less informative",
@@ -118,7 +120,9 @@ def frechet_distance_unchecked(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: tor
     return value - 2.0 * trace_sqrt_product(sigma1, sigma2)
 
 
-def fid_from_features(generated: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray) -> float:
-    """FID of two feature sets (n, d)."""
+def fid_from_features(
+    generated: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray, expected_rank: int | None = None
+) -> float:
+    """FID of two feature sets (n, d); ``expected_rank`` as in :func:`frechet_distance`."""
     a, b = GaussianStats.from_features(generated), GaussianStats.from_features(reference)
-    return frechet_distance(a.mu, a.sigma, b.mu, b.sigma)
+    return frechet_distance(a.mu, a.sigma, b.mu, b.sigma, expected_rank)

@@ -29,6 +29,21 @@ def judge_source(folder: str | Path) -> ClipSource:
     return ClipSource(f"{LOCAL_DIR}{Path(folder).resolve()}")
 
 
+def embedding_rank_bound(model_cfg: dict) -> int | None:
+    """The most linearly independent directions an open_clip ViT's image embeddings can span.
+
+    A ViT tower ends in LayerNorm then a linear projection: LayerNorm's output has zero mean over
+    its ``width`` channels before the affine step, so it spans ``width - 1`` directions and the
+    projection to ``embed_dim`` keeps at most that many. When ``embed_dim >= width`` (the judge:
+    64 and 64) the covariance of the embeddings is singular by construction, not because the
+    features degenerated. None for other towers (ResNet, timm), which end otherwise.
+    """
+    vision = model_cfg.get("vision_cfg", {})
+    if not isinstance(vision.get("layers"), int) or "timm_model_name" in vision or "width" not in vision:
+        return None
+    return min(int(model_cfg["embed_dim"]), int(vision["width"]) - 1)
+
+
 def load_judge(folder: str | Path, device: str | torch.device = "cpu") -> ClipModel:
     """The judge folder as a ClipModel (checked: safetensors weights, config present)."""
     return ClipModel(resolve_clip(judge_source(folder)), device)

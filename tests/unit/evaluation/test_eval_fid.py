@@ -92,6 +92,20 @@ def test_rank_deficient_features_match_regularised_reference() -> None:
         assert fid_from_features(x, y) == pytest.approx(reference, rel=1e-6)
 
 
+def test_expected_rank_silences_only_the_deficiency_features_have_by_construction() -> None:
+    # Rank 4 of 6 (two duplicated columns): warned unless 4 is the rank the features can reach.
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(size=(300, 4)), rng.normal(size=(300, 4))
+    x, y = np.hstack([x, x[:, :2]]), np.hstack([y, y[:, :2]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exact = fid_from_features(x, y, expected_rank=4)
+    with pytest.warns(UserWarning, match=r"numerical rank 4 of 6"):
+        assert fid_from_features(x, y, expected_rank=5) == exact
+    with pytest.warns(UserWarning, match=r"numerical rank 4 of 6"):
+        fid_from_features(x, y)
+
+
 def test_non_psd_covariance_is_an_imaginary_component_error() -> None:
     bad = np.diag([1.0, -0.25])
     with pytest.raises(ImaginaryComponentError, match=r"imaginary component of size ~0\.5"):
