@@ -82,6 +82,7 @@ def paired_check(
     features: list[Any] | None = None,
     reference: Any = None,
     replicates: int = 200,
+    feature_rank: int | None = None,
 ) -> dict[str, Any]:
     """DPM++(2M) at 20 NFE against the best 250-step setting, in paired standard errors: mean
     per-image attribute accuracy (:func:`evaluation.paired_difference`) and, given each setting's
@@ -103,7 +104,7 @@ def paired_check(
                    "difference": diff, "standard_error": se, "passed": bool(diff >= -TOLERANCE_SE * se)})
     if features is not None and reference is not None:
         best = min(reference_steps, key=lambda i: records[i]["metrics"]["fid/judge"])
-        paired = fid_difference(features[challenger], features[best], reference, replicates)
+        paired = fid_difference(features[challenger], features[best], reference, replicates, feature_rank=feature_rank)
         diff, se = paired.difference, paired.standard_error
         checks.append({"metric": "FID/judge", "best_reference": records[best]["label"],
                        "difference": diff, "standard_error": se, "passed": bool(diff <= TOLERANCE_SE * se)})
@@ -181,7 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     judge_reference = evaluation.context.reference.features.get("judge")
     have_fid = judge_reference is not None and all(f is not None for f in features)
     check = paired_check(records, flags, features if have_fid else None,
-                         judge_reference.features if have_fid else None, cfg.eval.bootstrap)
+                         judge_reference.features if have_fid else None, cfg.eval.bootstrap,
+                         evaluation.context.scorer.plan.extractors["judge"].feature_rank if have_fid else None)
     table = quality_table(records, flags)
     (args.out / "quality.json").write_text(json.dumps({"records": records, "check": check}, indent=2, default=str))
     command = "python -m benchmarks.quality " + " ".join(sys.argv[1:] if argv is None else argv)

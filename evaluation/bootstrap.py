@@ -139,13 +139,15 @@ def fid_difference(
     seed: int = 0,
     level: float = 0.95,
     device: str | torch.device = "cpu",
+    feature_rank: int | None = None,
 ) -> PairedFidDifference:
     """Paired bootstrap of FID(a) - FID(b); row i of ``generated_a`` and ``generated_b`` must come
-    from the same prompt and initial noise. The interval is the basic bootstrap interval."""
+    from the same prompt and initial noise. The interval is the basic bootstrap interval.
+    ``feature_rank``: the extractor's rank bound (``Extractor.feature_rank``), for FID's warning."""
     a, b, y = (as_float64(v).to(device) for v in (generated_a, generated_b, reference))
     if a.shape != b.shape:
         raise ValueError(f"paired FID needs the same items in both arms, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
-    estimate = fid_from_features(a, y) - fid_from_features(b, y)
+    estimate = fid_from_features(a, y, feature_rank) - fid_from_features(b, y, feature_rank)
     gen_items, gen_reference = _generators(seed)
     counts_items = resample_counts(len(a), replicates, gen_items).to(device)
     counts_reference = resample_counts(len(y), replicates, gen_reference).to(device)

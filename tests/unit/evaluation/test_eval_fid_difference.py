@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -47,3 +48,14 @@ def test_paired_standard_error_matches_the_analytic_one() -> None:
 def test_unpaired_arms_are_refused() -> None:
     with pytest.raises(ValueError, match="same items in both arms"):
         fid_difference(torch.randn(10, 3), torch.randn(12, 3), torch.randn(20, 3))
+
+
+def test_feature_rank_bound_is_passed_to_the_rank_warning() -> None:
+    gen = torch.Generator().manual_seed(3)
+    a, b, y = (torch.randn(200, 3, generator=gen, dtype=torch.float64) for _ in range(3))
+    a, b, y = (torch.cat([x, x[:, :1]], dim=1) for x in (a, b, y))  # rank 3 of 4 by construction
+    with pytest.warns(UserWarning, match=r"numerical rank 3 of 4"):
+        fid_difference(a, b, y, replicates=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fid_difference(a, b, y, replicates=10, feature_rank=3)
