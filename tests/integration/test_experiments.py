@@ -25,6 +25,7 @@ EXPECTED = {
     "sampler_steps": (1, 24),
     "hires_ablation": (1, 12),
     "guidance_variants": (1, 12),
+    "caption_noise": (4, 5),
     "train_sr": (1, 0),  # a super-resolution model: evaluated through a base model's hires fix
 }
 
