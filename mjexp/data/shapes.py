@@ -229,7 +229,8 @@ def caption_attributes(
     ``rate`` one appearance attribute of one object is replaced by another value, uniformly.
 
     A replacement never makes an object match an ``exclude`` (holdout) entry, so held-out
-    combinations stay out of the training text as well as the images.
+    combinations stay out of the training text as well as the images; where no value is left (a
+    one-value vocabulary, or every other value held out) the caption stays true.
     """
     if rate == 0.0:
         return attrs
