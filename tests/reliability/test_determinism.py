@@ -50,6 +50,17 @@ def test_same_seed_and_config_give_identical_exported_weights(trained: Path, tmp
         assert (tmp_path / "again" / "export" / name).read_bytes() == (trained / "export" / name).read_bytes(), name
 
 
+def test_weights_do_not_depend_on_whether_the_domain_clip_was_trained_or_reused(tmp_path: Path) -> None:
+    """The first run trains the text encoder into an empty cache, the second reuses it."""
+    clip = ("text_encoder=domain_clip", f"text_encoder.cache_dir={tmp_path / 'clip-cache'}")
+    train(tmp_path / "trained-clip", *clip)
+    train(tmp_path / "reused-clip", *clip)
+    for name in ("ema.safetensors", "raw.safetensors"):
+        assert (tmp_path / "trained-clip" / "export" / name).read_bytes() == (
+            tmp_path / "reused-clip" / "export" / name
+        ).read_bytes(), name
+
+
 def test_validating_more_often_does_not_change_training(trained: Path, tmp_path: Path) -> None:
     """Validation draws nothing from the random stream that training noise comes from."""
     train(tmp_path / "validated-every-step", "trainer.val_check_interval=1")
