@@ -209,6 +209,7 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
     resume = resolve_resume(cfg.ckpt_path, Path(cfg.output_dir))
     output_dir = resume.output_dir if resume else Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # a trainable text encoder's init
     tracker = open_tracker(cfg, output_dir, resume)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     try:
@@ -232,8 +233,8 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
             tracker.log_metrics({"text_encoder/val_retrieval_top1": clip_metrics["val_retrieval_top1"]})
             resolved["text_encoder"]["path"] = str(clip_path.resolve())  # a .ckpt works from any folder
         encoder = build_text_encoder(cfg.text_encoder, domain_clip_path=clip_path)
-        # Seeded here, after the text encoder: training a domain CLIP moves random states that
-        # reusing its cached copy does not, and the model must not depend on the cache.
+        # Seeded again: training a domain CLIP moves random states that reusing its cached copy
+        # does not, and the model must not depend on the cache.
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         module = build_module(cfg, encoder, resolved)
         if cfg.trainer.compile:
