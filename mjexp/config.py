@@ -231,7 +231,7 @@ class SamplerConfig:
     spacing: str = "trailing"
     karras: bool = False
     rho: float = 7.0
-    eta: Optional[float] = None  # None: the sampler's own (0 for ddim, 1 for ddpm/euler_ancestral)
+    eta: Optional[float] = None  # None: the sampler's own (0 for ddim, 1 for ddpm/euler_ancestral/dpmpp_2m_sde)
 
 
 @dataclass
@@ -400,7 +400,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "diffusion.loss_weighting": ("uniform", "min_snr"),
     "diffusion.nonfinite_loss": ("error", "skip"),
     "optim.schedule": ("constant", "cosine"),
-    "sampler.name": ("ddpm", "ddim", "euler", "euler_ancestral", "heun", "dpmpp_2m"),
+    "sampler.name": ("ddpm", "ddim", "euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde"),
     "sampler.spacing": ("leading", "trailing", "linspace"),
     "guidance.schedule": ("constant", "linear"),
     "hires.upscaler": ("nearest", "bilinear", "bicubic", "sr"),

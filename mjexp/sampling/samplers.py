@@ -31,7 +31,7 @@ from mjexp.sampling.denoiser import Cond, Denoiser
 from mjexp.sampling.guidance import Guidance, GuidedDenoiser
 from mjexp.sampling.noise import ItemNoise
 
-SamplerName = Literal["ddpm", "ddim", "euler", "euler_ancestral", "heun", "dpmpp_2m"]
+SamplerName = Literal["ddpm", "ddim", "euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde"]
 Model = Callable[[torch.Tensor, float], Predictions]
 NoiseFn = Callable[[int], torch.Tensor]
 
@@ -170,14 +170,16 @@ def sample_ddpm(
 
 # ---- higher order ------------------------------------------------------------------------------
 def _leave_infinity(
-    model: Model, x: torch.Tensor, s: list[float], callback: Callback | None
+    model: Model, x: torch.Tensor, s: list[float], callback: Callback | None, noise: NoiseFn | None = None
 ) -> tuple[torch.Tensor, int]:
-    """Under zero terminal SNR, take the exact first step from pure noise (the DDIM step
-    ``x0 + sigma_1 eps``) and return the index to continue from; otherwise do nothing."""
+    """Under zero terminal SNR, take the exact first step from pure noise and return the index to
+    continue from; otherwise do nothing. The step is the ODE's limit ``x0 + sigma_1 eps`` (the
+    DDIM step) or, given ``noise`` (an SDE sampler), the SDE's limit ``x0 + sigma_1 z`` (the DDPM
+    step: the state at infinity carries no information once any noise is injected)."""
     if not math.isinf(s[0]):
         return x, 0
     pred = model(x, s[0])
-    x = pred.x0 + s[1] * pred.eps
+    x = pred.x0 + s[1] * (pred.eps if noise is None else noise(0))
     _report(callback, 0, s, x, pred.x0)
     return x, 1
 
@@ -202,16 +204,25 @@ def sample_heun(
     return x
 
 
-@torch.no_grad()
-def sample_dpmpp_2m(
-    model: Model, x: torch.Tensor, sigmas: torch.Tensor | Sequence[float], *, callback: Callback | None = None
+def _dpmpp_2m(
+    model: Model,
+    x: torch.Tensor,
+    sigmas: torch.Tensor | Sequence[float],
+    eta: float,
+    noise: NoiseFn | None,
+    callback: Callback | None,
 ) -> torch.Tensor:
-    """DPM-Solver++(2M) (Lu et al. 2022b, Alg. 2) in VE form with ``lambda = -log sigma``:
-    ``x_next = (sigma_next / sigma) x - expm1(-h) D`` where ``D`` extrapolates the last two x0
-    predictions (``D = (1 + 1/2r) x0_i - (1/2r) x0_{i-1}``, ``r = h_{i-1} / h_i``). First order at
-    the first step and into ``sigma = 0`` (as diffusers' ``final_sigmas_type="zero"``)."""
+    """DPM-Solver++(2M) with SDE noise ``eta`` (0: the ODE solver; 1: the SDE solver), in VE form
+    with ``lambda = -log sigma`` and step ``h``:
+    ``x_next = (sigma_next / sigma) e^(-eta h) x - expm1(-(1 + eta) h) D
+    + sigma_next sqrt(-expm1(-2 eta h)) z``, where ``D = x0_i + (x0_i - x0_{i-1}) / 2r``
+    (``r = h_{i-1} / h_i``; the "midpoint" form of Lu et al. 2022b, Alg. 2 and App. B, as in
+    k-diffusion and diffusers). First order at the first step; into ``sigma = 0`` the state is x0."""
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be in [0, 1] (0 = ODE, 1 = SDE), got {eta}")
     s = _floats(sigmas)
-    x, start = _leave_infinity(model, x, s, callback)
+    draw = (noise if noise is not None else (lambda k: torch.randn_like(x))) if eta > 0 else None
+    x, start = _leave_infinity(model, x, s, callback, draw)
     previous: torch.Tensor | None = None
     for i in range(start, len(s) - 1):
         pred = model(x, s[i])
@@ -222,11 +233,41 @@ def sample_dpmpp_2m(
             d = pred.x0
             if previous is not None:
                 r = math.log(s[i - 1] / s[i]) / h
-                d = (1 + 1 / (2 * r)) * pred.x0 - (1 / (2 * r)) * previous
-            x = (s[i + 1] / s[i]) * x - math.expm1(-h) * d
+                d = pred.x0 + (pred.x0 - previous) / (2 * r)
+            x = (s[i + 1] / s[i]) * math.exp(-eta * h) * x - math.expm1(-(1 + eta) * h) * d
+            if draw is not None:
+                x = x + s[i + 1] * math.sqrt(-math.expm1(-2 * eta * h)) * draw(i)
         previous = pred.x0
         _report(callback, i, s, x, pred.x0)
     return x
+
+
+@torch.no_grad()
+def sample_dpmpp_2m(
+    model: Model, x: torch.Tensor, sigmas: torch.Tensor | Sequence[float], *, callback: Callback | None = None
+) -> torch.Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022b, Alg. 2): the deterministic multistep solver of the
+    probability-flow ODE, first order at the first step and into ``sigma = 0`` (as diffusers'
+    ``final_sigmas_type="zero"``)."""
+    return _dpmpp_2m(model, x, sigmas, 0.0, None, callback)
+
+
+@torch.no_grad()
+def sample_dpmpp_2m_sde(
+    model: Model,
+    x: torch.Tensor,
+    sigmas: torch.Tensor | Sequence[float],
+    *,
+    eta: float = 1.0,
+    noise: NoiseFn | None = None,
+    callback: Callback | None = None,
+) -> torch.Tensor:
+    """DPM-Solver++(2M) SDE (Lu et al. 2022b; k-diffusion ``sample_dpmpp_2m_sde``, diffusers
+    ``algorithm_type="sde-dpmsolver++"``): the same multistep x0 extrapolation on the reverse SDE,
+    so each step forgets part of the state and injects fresh noise. Stochastic samplers correct
+    the errors of an imperfect model that an ODE solver carries to the end (Karras et al. 2022,
+    Sec. 4), at 2nd-order cost per step; ``eta = 0`` is :func:`sample_dpmpp_2m`."""
+    return _dpmpp_2m(model, x, sigmas, eta, noise, callback)
 
 
 SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
@@ -236,8 +277,9 @@ SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
     "euler_ancestral": sample_euler_ancestral,
     "heun": sample_heun,
     "dpmpp_2m": sample_dpmpp_2m,
+    "dpmpp_2m_sde": sample_dpmpp_2m_sde,
 }
-# The eta a sampler uses when none is given; only ddim and euler_ancestral accept other values.
+# The eta a sampler uses when none is given; only the _TUNABLE_ETA samplers accept other values.
 DEFAULT_ETA: dict[str, float] = {
     "ddpm": 1.0,
     "ddim": 0.0,
@@ -245,8 +287,9 @@ DEFAULT_ETA: dict[str, float] = {
     "euler_ancestral": 1.0,
     "heun": 0.0,
     "dpmpp_2m": 0.0,
+    "dpmpp_2m_sde": 1.0,
 }
-_TUNABLE_ETA = ("ddim", "euler_ancestral")
+_TUNABLE_ETA = ("ddim", "euler_ancestral", "dpmpp_2m_sde")
 
 
 # ---- settings and the top-level entry ------------------------------------------------------------

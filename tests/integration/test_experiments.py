@@ -22,7 +22,7 @@ EXPECTED = {
     "cfg_sweep": (1, 5),
     "schedule_ablation": (6, 4),
     "param_ablation": (3, 4),
-    "sampler_steps": (1, 24),
+    "sampler_steps": (1, 28),
     "hires_ablation": (1, 12),
     "guidance_variants": (1, 12),
     "caption_noise": (4, 5),
@@ -73,7 +73,7 @@ def test_param_ablation_and_eval_time_experiments_sweep_what_they_say() -> None:
     param = [compose_train("+experiment=param_ablation", *arm) for arm in sweep_arms(compose_train("+experiment=param_ablation"))]
     assert sorted(c.diffusion.parameterization for c in param) == ["eps", "v", "x0"]
     samplers = expand_grid(compose_train("+experiment=sampler_steps").eval.grid)
-    assert {s["sampler.name"] for s in samplers} == {"ddim", "ddpm", "euler", "euler_ancestral", "heun", "dpmpp_2m"}
+    assert {s["sampler.name"] for s in samplers} == {"ddim", "ddpm", "euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde"}
     hires = compose_train("+experiment=hires_ablation")
     assert hires.hires.enabled and {s["hires.upscaler"] for s in expand_grid(hires.eval.grid)} == {"nearest", "bicubic"}
     variants = expand_grid(compose_train("+experiment=guidance_variants").eval.grid)

@@ -75,6 +75,8 @@ def make_scheduler(kind: str, settings: SamplerSettings, parameterization: str, 
         return EulerAncestralDiscreteScheduler(**common)
     if kind == "dpmpp_2m":
         return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
+    if kind == "dpmpp_2m_sde":
+        return DPMSolverMultistepScheduler(**common, algorithm_type="sde-dpmsolver++", solver_order=2)
     raise ValueError(kind)
 
 
@@ -89,6 +91,8 @@ def diffusers_step(
         return sched.step(output, t, sample, eta=eta, variance_noise=noise).prev_sample
     if kind in ("ddpm", "euler_ancestral"):
         return sched.step(output, t, sample, generator=step_generator(k)).prev_sample
+    if kind == "dpmpp_2m_sde":
+        return sched.step(output, t, sample, variance_noise=step_noise(k)).prev_sample
     return sched.step(output, t, sample).prev_sample
 
 
@@ -146,6 +150,9 @@ TRAJECTORIES = [
     ("dpmpp_2m", SamplerSettings("dpmpp_2m", 10, "trailing"), "eps", False),
     ("dpmpp_2m", SamplerSettings("dpmpp_2m", 25, "trailing"), "v", False),
     ("dpmpp_2m", SamplerSettings("dpmpp_2m", 20, "trailing"), "x0", False),
+    ("dpmpp_2m_sde", SamplerSettings("dpmpp_2m_sde", 10, "trailing"), "eps", False),
+    ("dpmpp_2m_sde", SamplerSettings("dpmpp_2m_sde", 25, "trailing"), "v", False),
+    ("dpmpp_2m_sde", SamplerSettings("dpmpp_2m_sde", 20, "trailing"), "x0", False),
 ]
 
 

@@ -50,10 +50,13 @@ FAST = [
     (SamplerSettings("heun", 50), "eps", False),
     (SamplerSettings("dpmpp_2m", 25), "eps", False),
     (SamplerSettings("dpmpp_2m", 25), "v", False),
+    (SamplerSettings("dpmpp_2m_sde", 25), "eps", False),
+    (SamplerSettings("dpmpp_2m_sde", 25, eta=0.5), "x0", False),
     (SamplerSettings("heun", 50), "x0", False),
     # Zero terminal SNR: the first step starts from pure noise at sigma = inf.
     (SamplerSettings("ddpm", 1000), "v", True),
     (SamplerSettings("dpmpp_2m", 25), "v", True),
+    (SamplerSettings("dpmpp_2m_sde", 25), "v", True),
     (SamplerSettings("heun", 50), "x0", True),
     (SamplerSettings("euler", 500), "x0", True),
 ]
@@ -69,7 +72,8 @@ def test_sampler_matches_mixture(
     assert_matches_mixture(draw(settings, parameterization, zero_terminal_snr, n=5_000))
 
 
-SLOW_STEPS = {"ddpm": 1000, "ddim": 1000, "euler": 1000, "euler_ancestral": 1000, "heun": 100, "dpmpp_2m": 50}
+SLOW_STEPS = {"ddpm": 1000, "ddim": 1000, "euler": 1000, "euler_ancestral": 1000, "heun": 100, "dpmpp_2m": 50,
+              "dpmpp_2m_sde": 50}
 SLOW_VARIANTS = [("eps", False, False), ("v", True, False), ("x0", False, True)]  # (param, ZT-SNR, karras)
 
 

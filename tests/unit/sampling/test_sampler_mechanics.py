@@ -22,6 +22,7 @@ from mjexp.sampling.samplers import (
     sample_ddim,
     sample_ddpm,
     sample_dpmpp_2m,
+    sample_dpmpp_2m_sde,
     sample_euler,
     sample_heun,
 )
@@ -128,6 +129,40 @@ def test_dpmpp_2m_second_order_step_by_hand() -> None:
     torch.testing.assert_close(sample_dpmpp_2m(LinearModel(), X, s), expected)
 
 
+def test_dpmpp_2m_sde_steps_by_hand() -> None:
+    """A first-order step, then a second-order one, with eta = 0.7: the state decays by
+    ``e^(-eta h)``, the x0 extrapolation is weighted by ``1 - e^(-(1 + eta) h)`` and the fresh
+    noise has std ``sigma_next sqrt(1 - e^(-2 eta h))`` (the SDE step of Lu et al. 2022b)."""
+    s, eta = [4.0, 1.5, 0.6], 0.7
+    z1, z2 = Z, torch.flip(Z, dims=[0])
+    first = LinearModel()(X, s[0])
+    h0 = math.log(s[0] / s[1])
+    x1 = (s[1] / s[0]) * math.exp(-eta * h0) * X + (1 - math.exp(-(1 + eta) * h0)) * first.x0
+    x1 = x1 + s[1] * math.sqrt(1 - math.exp(-2 * eta * h0)) * z1
+    second = LinearModel()(x1, s[1])
+    h1 = math.log(s[1] / s[2])
+    d = second.x0 + 0.5 * (h1 / h0) * (second.x0 - first.x0)
+    expected = (s[2] / s[1]) * math.exp(-eta * h1) * x1 + (1 - math.exp(-(1 + eta) * h1)) * d
+    expected = expected + s[2] * math.sqrt(1 - math.exp(-2 * eta * h1)) * z2
+    out = sample_dpmpp_2m_sde(LinearModel(), X, s, eta=eta, noise=lambda k: [z1, z2][k])
+    torch.testing.assert_close(out, expected)
+
+
+def test_dpmpp_2m_sde_at_eta_zero_is_dpmpp_2m() -> None:
+    s = [math.inf, 6.0, 2.0, 0.7, 0.2, 0.0]
+    torch.testing.assert_close(
+        sample_dpmpp_2m_sde(LinearModel(), X, s, eta=0.0, noise=lambda k: Z), sample_dpmpp_2m(LinearModel(), X, s)
+    )
+
+
+@pytest.mark.parametrize("eta", [0.3, 1.0])
+def test_dpmpp_2m_sde_step_from_infinity_is_fresh_noise(eta: float) -> None:
+    """At zero SNR ``e^(-eta h) = 0`` for any eta > 0: the first step keeps nothing of x_T."""
+    steps: list[StepInfo] = []
+    sample_dpmpp_2m_sde(LinearModel(), X, [math.inf, 2.0, 0.0], eta=eta, noise=lambda k: Z, callback=steps.append)
+    torch.testing.assert_close(steps[0].x, LinearModel()(X, math.inf).x0 + 2.0 * Z)
+
+
 def test_states() -> None:
     n = torch.ones(2)
     torch.testing.assert_close(initial_state(n, 3.0), n * math.sqrt(10.0))
@@ -161,6 +196,7 @@ def test_grid_timesteps_reach_the_network_exactly() -> None:
         ({"name": "ddim", "eta": -0.1}, r"eta must be in \[0, 1\]"),
         ({"name": "euler", "eta": 0.5}, "fixed eta=0.0"),
         ({"name": "ddpm", "eta": 0.0}, "fixed eta=1.0"),
+        ({"name": "dpmpp_2m_sde", "eta": 1.5}, r"eta must be in \[0, 1\]"),
         ({"rho": 0.0}, "rho must be > 0"),
     ],
 )
