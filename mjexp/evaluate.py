@@ -32,7 +32,7 @@ from evaluation.report import GRID_COLUMNS
 from mjexp.builders import build_datamodule, sampling_settings, train_or_reuse_domain_clip
 from mjexp.diffusion.superres import SuperResolution
 from mjexp.export import LoadedModel, load_model, load_sr_model
-from mjexp.generation import generate_to_folder, load_images
+from mjexp.generation import generate_to_folder, load_images, read_manifest
 from mjexp.grid import DATA_PROMPTS, expand_grid
 from mjexp.sampling.hires import SR, check_sr_model
 from mjexp.sampling.module import GuidanceSampler
@@ -258,6 +258,7 @@ class GridEvaluation:
         )
         folder = self.out_dir / "generated" / label
         settings = OmegaConf.to_container(sampling, resolve=True)
+        resumed = len(read_manifest(folder))
         start = time.perf_counter()
         manifest = generate_to_folder(
             module, self.prompt_list, n, folder, settings, cfg.eval.batch_size,
@@ -282,7 +283,8 @@ class GridEvaluation:
         nfe, network_evals = rows[0]["nfe"], rows[0]["network_evals"]
         costs = {
             "generation_seconds": generation_seconds,
-            "images_per_second": len(rows) / generation_seconds if generation_seconds > 0 else float("nan"),
+            # Over the images made now: a resumed folder's earlier images took unrecorded time.
+            "images_per_second": (len(rows) - resumed) / generation_seconds if len(rows) > resumed else float("nan"),
             "nfe": nfe,
             "network_evals": network_evals,
         }
@@ -293,7 +295,7 @@ class GridEvaluation:
         record["overrides"] = dict(overrides)
         child = self.tracker.child(label, tags={"mjexp.setting": label})
         child.log_params({"setting": dict(overrides), "sampling": settings, "metric_definitions": result.params})
-        child.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)} | {f"cost/{k}": float(v) for k, v in costs.items()})
+        child.log_metrics({k: v for k, v in (metrics | {f"cost/{k}": float(v) for k, v in costs.items()}).items() if math.isfinite(v)})
         grid_file = folder / "grid.png"
         from evaluation.report import grid_png
 

@@ -4,6 +4,7 @@ duplicates, no gaps, the same images and the same metrics as an uninterrupted ev
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -72,4 +73,11 @@ def test_killed_generation_resumes_without_duplicates_or_gaps(trained: Path, tmp
         assert (killed / "generated" / LABEL / row["file"]).read_bytes() == (
             reference / "generated" / LABEL / row["file"]
         ).read_bytes(), row["file"]
+    assert scored_metrics(killed) == scored_metrics(reference)
+    [record] = json.loads((killed / "report.json").read_text())["records"]
+    assert math.isfinite(record["costs"]["images_per_second"])  # over the images this run made
+
+    evaluate(overrides)  # all on disk: nothing generated now, so no generation speed to report
+    [record] = json.loads((killed / "report.json").read_text())["records"]
+    assert record["costs"]["images_per_second"] is None  # NaN, which the report writes as null
     assert scored_metrics(killed) == scored_metrics(reference)
