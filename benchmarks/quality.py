@@ -28,9 +28,9 @@ from typing import Any, Sequence
 import numpy as np
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-DEFAULT_SAMPLERS = ("ddim", "ddpm", "euler", "euler_ancestral", "heun", "dpmpp_2m")
+DEFAULT_SAMPLERS = ("ddim", "ddpm", "euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde")
 REFERENCE_STEPS = 250
-CHALLENGER = ("dpmpp_2m", 20)
+CHALLENGER = ("dpmpp_2m", 20)  # the claim of issue 7; --challengers checks others the same way
 TOLERANCE_SE = 2.0
 
 
@@ -83,19 +83,22 @@ def paired_check(
     reference: Any = None,
     replicates: int = 200,
     feature_rank: int | None = None,
+    challenger_setting: tuple[str, int] = CHALLENGER,
 ) -> dict[str, Any]:
-    """DPM++(2M) at 20 NFE against the best 250-step setting, in paired standard errors: mean
-    per-image attribute accuracy (:func:`evaluation.paired_difference`) and, given each setting's
-    judge features and the reference features, FID/judge (:func:`evaluation.bootstrap.fid_difference`,
-    the same items resampled in both arms)."""
+    """A sampler at a step count (the claim: DPM++(2M) at 20 NFE) against the best 250-step
+    setting, in paired standard errors: mean per-image attribute accuracy
+    (:func:`evaluation.paired_difference`) and, given each setting's judge features and the
+    reference features, FID/judge (:func:`evaluation.bootstrap.fid_difference`, the same items
+    resampled in both arms)."""
     from evaluation import paired_difference
     from evaluation.bootstrap import fid_difference
 
     index = {(r["sampler"], r["steps"]): i for i, r in enumerate(records)}
     reference_steps = [i for (name, steps), i in index.items() if steps == REFERENCE_STEPS]
-    if CHALLENGER not in index or not reference_steps:
-        return {"verdict": f"not checked: needs {CHALLENGER[0]} at {CHALLENGER[1]} steps and a {REFERENCE_STEPS}-step setting"}
-    challenger = index[CHALLENGER]
+    if challenger_setting not in index or not reference_steps:
+        name, steps = challenger_setting
+        return {"verdict": f"not checked: needs {name} at {steps} steps and a {REFERENCE_STEPS}-step setting"}
+    challenger = index[challenger_setting]
     label = records[challenger]["label"]
     checks = []
     best = max(reference_steps, key=lambda i: flags[i].mean())
@@ -117,6 +120,17 @@ def paired_check(
     return {"challenger": label, "checks": checks, "passed": all(c["passed"] for c in checks), "verdict": "; ".join(lines)}
 
 
+def parse_challengers(text: str) -> list[tuple[str, int]]:
+    """``"dpmpp_2m:20,dpmpp_2m_sde:20"`` -> ``[("dpmpp_2m", 20), ("dpmpp_2m_sde", 20)]``."""
+    settings = []
+    for item in filter(None, text.split(",")):
+        name, _, steps = item.partition(":")
+        if not steps.isdigit():
+            raise ValueError(f"--challengers wants sampler:steps items, got {item!r}")
+        settings.append((name, int(steps)))
+    return settings
+
+
 def quality_table(records: list[dict[str, Any]], flags: list[np.ndarray]) -> str:
     lines = [
         "| sampler | steps | NFE | mean attribute accuracy (SE) | FID/judge [95% CI] | images/s |",
@@ -126,10 +140,12 @@ def quality_table(records: list[dict[str, Any]], flags: list[np.ndarray]) -> str
         m = record["metrics"]
         se = own.std(ddof=1) / np.sqrt(own.size)
         fid = m.get("fid/judge", float("nan"))
+        speed = record["costs"]["images_per_second"]
+        speed_text = f"{speed:.3g}" if np.isfinite(speed) else "resumed"
         ci = f" [{m.get('fid/judge/ci_low', float('nan')):.3g}, {m.get('fid/judge/ci_high', float('nan')):.3g}]"
         lines.append(
             f"| {record['sampler']} | {record['steps']} | {record['nfe']} | {own.mean():.4f} ({se:.4f}) | "
-            f"{fid:.4g}{ci if 'fid/judge/ci_low' in m else ''} | {record['costs']['images_per_second']:.3g} |"
+            f"{fid:.4g}{ci if 'fid/judge/ci_low' in m else ''} | {speed_text} |"
         )
     return "\n".join(lines)
 
@@ -147,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=192)
     parser.add_argument("--override", action="append", default=[], help="extra eval config override (repeatable)")
     parser.add_argument("--record", type=Path, default=None, help="Markdown file to append the results to")
+    parser.add_argument("--challengers", default=":".join(map(str, CHALLENGER)),
+                        help="comma-separated sampler:steps settings each checked against the best "
+                             f"{REFERENCE_STEPS}-step result (default: the claim, {CHALLENGER[0]}:{CHALLENGER[1]})")
     args = parser.parse_args(argv)
 
     from mjexp.evaluate import GridEvaluation, add_paired_comparisons, apply_overrides, print_table, setting_label
@@ -181,17 +200,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_table(records)
     judge_reference = evaluation.context.reference.features.get("judge")
     have_fid = judge_reference is not None and all(f is not None for f in features)
-    check = paired_check(records, flags, features if have_fid else None,
-                         judge_reference.features if have_fid else None, cfg.eval.bootstrap,
-                         evaluation.context.scorer.plan.extractors["judge"].feature_rank if have_fid else None)
+    checks = [
+        paired_check(records, flags, features if have_fid else None,
+                     judge_reference.features if have_fid else None, cfg.eval.bootstrap,
+                     evaluation.context.scorer.plan.extractors["judge"].feature_rank if have_fid else None,
+                     challenger)
+        for challenger in parse_challengers(args.challengers)
+    ]
     table = quality_table(records, flags)
-    (args.out / "quality.json").write_text(json.dumps({"records": records, "check": check}, indent=2, default=str))
+    (args.out / "quality.json").write_text(json.dumps({"records": records, "checks": checks}, indent=2, default=str))
     command = "python -m benchmarks.quality " + " ".join(sys.argv[1:] if argv is None else argv)
     section = "\n".join([
         f"### Quality per cost: {args.ckpt}", "", f"- command: `{command}`",
         f"- prompts: {prompt_set}, {args.prompts} prompts x {args.samples} samples, guidance "
         f"{cfg.guidance.scale}, same prompts and per-item noise in every setting",
-        "", table, "", f"- {check['verdict']}", "",
+        "", table, "", *(f"- {check['verdict']}" for check in checks), "",
     ])
     print(section)
     if args.record is not None:

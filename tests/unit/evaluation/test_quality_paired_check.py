@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from benchmarks.quality import paired_check
+import pytest
+
+from benchmarks.quality import paired_check, parse_challengers
 from evaluation.fid import fid_from_features
 
 
@@ -37,3 +39,25 @@ def test_a_clearly_worse_challenger_fails_on_fid_though_attributes_tie() -> None
     assert attr["passed"] and not fid["passed"] and not result["passed"]
     assert fid["difference"] > 5 * fid["standard_error"]
     assert "FAIL" in result["verdict"]
+
+
+def test_another_challenger_is_checked_the_same_way() -> None:
+    g = torch.Generator().manual_seed(1)
+    reference = torch.randn(2000, 4, generator=g, dtype=torch.float64)
+    items = torch.randn(500, 4, generator=g, dtype=torch.float64)
+    settings = [("dpmpp_2m", 20), ("dpmpp_2m_sde", 20), ("ddpm", 250)]
+    features = [items + 0.4, items, items]
+    records = [_setting(s, n, f, reference) for (s, n), f in zip(settings, features)]
+    flags = [np.ones(500)] * 3
+    sde = paired_check(records, flags, features, reference, replicates=50, challenger_setting=("dpmpp_2m_sde", 20))
+    claim = paired_check(records, flags, features, reference, replicates=50)
+    assert sde["passed"] and sde["challenger"] == "dpmpp_2m_sde 20"
+    assert not claim["passed"] and claim["challenger"] == "dpmpp_2m 20"
+    missing = paired_check(records, flags, challenger_setting=("heun", 20))
+    assert missing["verdict"].startswith("not checked: needs heun at 20 steps")
+
+
+def test_challengers_parse() -> None:
+    assert parse_challengers("dpmpp_2m:20,dpmpp_2m_sde:10") == [("dpmpp_2m", 20), ("dpmpp_2m_sde", 10)]
+    with pytest.raises(ValueError, match="sampler:steps"):
+        parse_challengers("dpmpp_2m")
