@@ -9,7 +9,8 @@ judge, resumable generation folders under ``--out``). On top of the report it ch
 of issue 7: DPM-Solver++(2M) at 20 NFE is not worse than the best 250-step result by more than
 two paired standard errors (paired over identical prompts and noise), both in mean per-image
 attribute accuracy (:func:`evaluation.paired_difference`) and in FID/judge
-(:func:`evaluation.bootstrap.fid_difference`).
+(:func:`evaluation.bootstrap.fid_difference`). ``--challengers dpmpp_2m:20,dpmpp_2m_sde:20`` runs
+the same check for more settings.
 
 Without a prompt set that carries attributes (``evaluation/prompts``), one is written from the
 checkpoint's data vocabulary (every caption combination, shuffled with a fixed seed).
