@@ -109,7 +109,7 @@ def test_sampler_arguments_are_validated(name: str, steps: int, spacing: str, rh
         and steps >= 1
         and spacing in ("leading", "trailing", "linspace")
         and rho > 0
-        and (eta is None or (0 <= eta <= 1 and (name in ("ddim", "euler_ancestral") or eta == DEFAULT_ETA[name])))
+        and (eta is None or (0 <= eta <= 1 and (name in ("ddim", "euler_ancestral", "dpmpp_2m_sde") or eta == DEFAULT_ETA[name])))
     )
     if valid:
         settings_ = SamplerSettings(name, steps, spacing, rho=rho, eta=eta)
