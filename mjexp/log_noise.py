@@ -31,7 +31,10 @@ class _DropChatter(logging.Filter):
 
 
 def quiet_third_party_logs() -> None:
-    """Route Lightning's messages through the root handlers only and filter known chatter."""
+    """Route Lightning's messages through the root handlers only and filter known chatter.
+
+    Without Hydra (the benchmark scripts) the root logger has no handler yet; the first module-level
+    ``logging.info`` of any library would then install an unfiltered one, so install ours first."""
     import lightning  # noqa: F401  (importing it attaches the handlers removed here)
 
     for name in _LIGHTNING_LOGGERS:
@@ -42,6 +45,8 @@ def quiet_third_party_logs() -> None:
     for name in _QUIET_BELOW_WARNING:
         logging.getLogger(name).setLevel(logging.WARNING)
     root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(message)s")
     for handler in root.handlers:
         if not any(isinstance(f, _DropChatter) for f in handler.filters):
             handler.addFilter(_DropChatter())

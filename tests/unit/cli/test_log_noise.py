@@ -67,3 +67,22 @@ def test_quieting_before_lightning_is_imported_still_removes_its_handlers() -> N
     assert run.returncode == 0, run.stderr
     assert run.stdout.count("GPU available: False") == 1
     assert "GPU available" not in run.stderr
+
+
+def test_without_a_root_handler_chatter_is_still_dropped() -> None:
+    """A script without Hydra: a library's module-level ``logging.info`` must not add an unfiltered
+    root handler that prints Lightning's tip (benchmarks.quality printed it before the fix)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging\n"
+        "from mjexp.log_noise import quiet_third_party_logs\n"
+        "quiet_third_party_logs()\n"
+        "logging.info('a library calls the root logger')\n"
+        "logging.getLogger('lightning.pytorch.utilities.rank_zero').info('\U0001F4A1 Tip: try a cloud logger')\n"
+        "logging.getLogger('lightning.pytorch.utilities.rank_zero').warning('a real warning')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "Tip" not in run.stderr and "a real warning" in run.stderr
