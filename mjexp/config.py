@@ -232,6 +232,7 @@ class SamplerConfig:
     karras: bool = False
     rho: float = 7.0
     eta: Optional[float] = None  # None: the sampler's own (0 for ddim, 1 for ddpm/euler_ancestral/dpmpp_2m_sde)
+    noise: str = "independent"  # step noise of stochastic samplers: independent | brownian (same path at any steps)
 
 
 @dataclass
@@ -402,6 +403,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optim.schedule": ("constant", "cosine"),
     "sampler.name": ("ddpm", "ddim", "euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde"),
     "sampler.spacing": ("leading", "trailing", "linspace"),
+    "sampler.noise": ("independent", "brownian"),
     "guidance.schedule": ("constant", "linear"),
     "hires.upscaler": ("nearest", "bilinear", "bicubic", "sr"),
     "trainer.accelerator": ("cpu", "gpu", "cuda", "mps", "auto"),

@@ -20,6 +20,7 @@ GRID_KEYS = {
     "sampler.spacing": "sampler.spacing",
     "sampler.karras": "sampler.karras",
     "sampler.eta": "sampler.eta",
+    "sampler.noise": "sampler.noise",
     "steps": "sampler.steps",
     "guidance.scale": "guidance.scale",
     "guidance.rescale": "guidance.rescale",

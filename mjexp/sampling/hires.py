@@ -178,7 +178,8 @@ def hires_fix(
     hires_noise = noise.at_stage(HIRES_STAGE, shape)
     x = noised_state(upscaled, hires_noise.initial(), float(grid.sigmas[0]))
     final = sample_from(
-        denoiser, x, grid, hires_noise.step, cond, uncond, sampler=second, guidance=hires.second_guidance(guidance)
+        denoiser, x, grid, hires_noise.steps(grid.sigmas, second.noise), cond, uncond,
+        sampler=second, guidance=hires.second_guidance(guidance),
     )
     return SampleResult(
         images=final.images,

@@ -4,7 +4,9 @@ Item ``(i, j)`` (prompt index ``i``, sample index ``j``) of a run with seed ``s`
 number it will ever need from its own generators, seeded by ``(s, i, j, stage, slot)``:
 
 - ``slot 0``: the initial noise (for the hires stage: the re-noising noise);
-- ``slot k + 1``: the fresh noise that step ``k`` of an ancestral sampler adds.
+- ``slot k + 1``: the fresh noise that step ``k`` of an ancestral sampler adds (with
+  ``sampler.noise=independent``; with ``brownian`` the step noise comes from the item's Brownian
+  path instead, :mod:`mjexp.sampling.brownian`, keyed by :func:`brownian_key`).
 
 Consequences (tested): the same item gets bitwise the same noise in any batch size, order or
 process shard; two ablation arms see the same initial noise image by image, and the same per-step
@@ -18,10 +20,15 @@ stalls the sampling loop on the GPU.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
+
+from mjexp.sampling.brownian import BrownianSteps
+
+StepNoise = Literal["independent", "brownian"]
+STEP_NOISE: tuple[str, ...] = ("independent", "brownian")
 
 
 def item_seed(seed: int, prompt_index: int, sample_index: int, stage: int, slot: int) -> int:
@@ -29,6 +36,13 @@ def item_seed(seed: int, prompt_index: int, sample_index: int, stage: int, slot:
     statistically independent streams (plain arithmetic like ``seed + i`` would make runs overlap)."""
     words = np.random.SeedSequence([seed, prompt_index, sample_index, stage, slot]).generate_state(2)
     return int(words[0]) | (int(words[1]) << 32)
+
+
+def brownian_key(seed: int, prompt_index: int, sample_index: int, stage: int) -> tuple[int, int]:
+    """The 128-bit Philox key of an item's Brownian path. A 6-word entropy, so it is never one of
+    :func:`item_seed`'s 5-word streams; 128 bits, so distinct items' paths never collide."""
+    words = np.random.SeedSequence([seed, prompt_index, sample_index, stage, 0, 1]).generate_state(2, np.uint64)
+    return int(words[0]), int(words[1])
 
 
 @dataclass(frozen=True)
@@ -84,6 +98,17 @@ class ItemNoise:
             raise ValueError(f"step index must be >= 0, got {k}")
         return self._draw(k + 1)
 
+    def steps(self, sigmas: Sequence[float], kind: StepNoise = "independent") -> Callable[[int], torch.Tensor]:
+        """Step noise for a sampler walking ``sigmas``: :meth:`step` (``independent``) or the
+        increments of each item's Brownian path over the grid's steps (``brownian``)."""
+        if kind == "independent":
+            return self.step
+        if kind != "brownian":
+            raise ValueError(f"unknown step noise {kind!r}; choose {' or '.join(STEP_NOISE)}")
+        keys = [brownian_key(self.seed, i, j, self.stage) for i, j in self.items]
+        path = BrownianSteps(keys, self.shape, [float(s) for s in sigmas])
+        return lambda k: self._place(path.step(k))
+
     def at_stage(self, stage: int, shape: Sequence[int]) -> "ItemNoise":
         """The same items' streams for another stage (e.g. the hires pass at a larger ``shape``)."""
         return replace(self, stage=stage, shape=tuple(shape))
@@ -93,7 +118,11 @@ class ItemNoise:
         for i, j in self.items:
             gen = torch.Generator(device="cpu").manual_seed(item_seed(self.seed, i, j, self.stage, slot))
             rows.append(torch.randn(self.shape, generator=gen, dtype=self.dtype))
-        noise = torch.stack(rows)
+        return self._place(torch.stack(rows))
+
+    def _place(self, noise: torch.Tensor) -> torch.Tensor:
+        """CPU noise in this source's dtype on its device (pinned and non-blocking to CUDA)."""
+        noise = noise.to(self.dtype)
         if torch.device(self.device).type == "cuda":
             return noise.pin_memory().to(self.device, non_blocking=True)
         return noise.to(self.device)

@@ -14,7 +14,8 @@ Conventions (k-diffusion style, Karras et al. 2022):
   ``sqrt(alpha_bar_next)``). Its limit at ``sigma = inf`` is finite, so zero-terminal-SNR
   schedules need no large-sigma substitute; Heun and DPM-Solver++ take that exact limit (the
   DDIM step from pure noise) as their first step.
-- Per-step noise is ``noise(k)`` for step ``k`` of the grid (see :class:`~mjexp.sampling.noise.ItemNoise`).
+- Per-step noise is ``noise(k)`` for step ``k`` of the grid (see :class:`~mjexp.sampling.noise.ItemNoise`;
+  ``SamplerSettings.noise`` chooses independent draws or increments of a Brownian path).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from mjexp.diffusion.parameterization import Predictions
 from mjexp.diffusion.schedules import NoiseSchedule, SamplingSigmas, Spacing
 from mjexp.sampling.denoiser import Cond, Denoiser
 from mjexp.sampling.guidance import Guidance, GuidedDenoiser
-from mjexp.sampling.noise import ItemNoise
+from mjexp.sampling.noise import STEP_NOISE, ItemNoise, StepNoise
 
 SamplerName = Literal["ddpm", "ddim", "euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde"]
 Model = Callable[[torch.Tensor, float], Predictions]
@@ -295,7 +296,10 @@ _TUNABLE_ETA = ("ddim", "euler_ancestral", "dpmpp_2m_sde")
 # ---- settings and the top-level entry ------------------------------------------------------------
 @dataclass(frozen=True)
 class SamplerSettings:
-    """Which sampler walks which sigma grid. ``eta=None`` means the sampler's own (``DEFAULT_ETA``)."""
+    """Which sampler walks which sigma grid. ``eta=None`` means the sampler's own (``DEFAULT_ETA``).
+    ``noise``: where a stochastic sampler's step noise comes from (``independent`` draws per step,
+    or ``brownian`` increments of one path per item, comparable across step counts); deterministic
+    samplers draw none."""
 
     name: SamplerName = "dpmpp_2m"
     steps: int = 20
@@ -303,6 +307,7 @@ class SamplerSettings:
     karras: bool = False
     rho: float = 7.0
     eta: float | None = None
+    noise: StepNoise = "independent"
 
     def __post_init__(self) -> None:
         if self.name not in SAMPLERS:
@@ -311,6 +316,8 @@ class SamplerSettings:
             raise ValueError(f"sampler steps must be >= 1, got {self.steps}")
         if self.spacing not in ("leading", "trailing", "linspace"):
             raise ValueError(f"unknown spacing {self.spacing!r}; choose leading, trailing or linspace")
+        if self.noise not in STEP_NOISE:
+            raise ValueError(f"unknown sampler noise {self.noise!r}; choose {' or '.join(STEP_NOISE)}")
         if not self.rho > 0:
             raise ValueError(f"karras rho must be > 0, got {self.rho}")
         if self.eta is not None:
@@ -401,5 +408,6 @@ def sample(
     grid = sampler.grid(denoiser.schedule)
     x = initial_state(noise.initial(), float(grid.sigmas[0]))
     return sample_from(
-        denoiser, x, grid, noise.step, cond, uncond, sampler=sampler, guidance=guidance, callback=callback
+        denoiser, x, grid, noise.steps(grid.sigmas, sampler.noise), cond, uncond,
+        sampler=sampler, guidance=guidance, callback=callback,
     )

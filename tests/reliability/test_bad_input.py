@@ -56,12 +56,14 @@ def test_config_typo_is_rejected_before_any_work(tmp_path: Path) -> None:
 
 def test_out_of_range_values_are_named_before_any_work() -> None:
     cfg = compose_config(
-        "train", [*TINY, "output_dir=unused", "optim.lr=-1", "sampler.name=ddmi", "data.caption_noise=1.5"]
+        "train",
+        [*TINY, "output_dir=unused", "optim.lr=-1", "sampler.name=ddmi", "data.caption_noise=1.5", "sampler.noise=pink"],
     )
     with pytest.raises(ConfigError, match=r"sampler\.name='ddmi' is not one of ddpm, ddim") as error:
         validate(cfg)
     assert "optim.lr=-1" in str(error.value)
     assert "data.caption_noise=1.5 is outside [0.0, 1.0]" in str(error.value)
+    assert "sampler.noise='pink' is not one of independent, brownian" in str(error.value)
 
 
 @pytest.mark.parametrize(

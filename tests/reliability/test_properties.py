@@ -102,21 +102,25 @@ def test_timesteps_outside_1_T_are_rejected(schedule: NoiseSchedule, offset: int
     spacing=st.sampled_from(["leading", "trailing", "linspace"]) | st.text(max_size=8),
     rho=st.floats(-2, 12, allow_nan=False),
     eta=st.none() | st.floats(-1, 2, allow_nan=False),
+    noise=st.sampled_from(["independent", "brownian"]) | st.text(max_size=8),
 )
-def test_sampler_arguments_are_validated(name: str, steps: int, spacing: str, rho: float, eta: float | None) -> None:
+def test_sampler_arguments_are_validated(
+    name: str, steps: int, spacing: str, rho: float, eta: float | None, noise: str
+) -> None:
     valid = (
         name in SAMPLERS
         and steps >= 1
         and spacing in ("leading", "trailing", "linspace")
         and rho > 0
+        and noise in ("independent", "brownian")
         and (eta is None or (0 <= eta <= 1 and (name in ("ddim", "euler_ancestral", "dpmpp_2m_sde") or eta == DEFAULT_ETA[name])))
     )
     if valid:
-        settings_ = SamplerSettings(name, steps, spacing, rho=rho, eta=eta)
+        settings_ = SamplerSettings(name, steps, spacing, rho=rho, eta=eta, noise=noise)
         assert settings_.resolved_eta == (DEFAULT_ETA[name] if eta is None else eta)
     else:
         with pytest.raises(ValueError, match=r"sampler|steps|spacing|rho|eta"):
-            SamplerSettings(name, steps, spacing, rho=rho, eta=eta)
+            SamplerSettings(name, steps, spacing, rho=rho, eta=eta, noise=noise)
 
 
 @pytest.mark.parametrize("steps", [61, 103, 201, 499])

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
 from mjexp.sampling.denoiser import Denoiser
 from mjexp.sampling.guidance import Guidance
-from mjexp.sampling.hires import HiresSettings, hires_fix, renoise_grid, upscale
+from mjexp.sampling.hires import HIRES_STAGE, HiresSettings, hires_fix, renoise_grid, upscale
 from mjexp.sampling.noise import ItemNoise
-from mjexp.sampling.samplers import SamplerSettings, sample
+from mjexp.sampling.samplers import SamplerSettings, noised_state, sample, sample_from
 from mjexp.text.base import TextEmbedding
 from sampling_helpers import ToyNetwork, linear_schedule
 
@@ -61,6 +62,27 @@ def test_enabled_keeps_base_images_and_sums_costs() -> None:
     # Second pass: 4 steps at guidance scale 1 = one forward per call.
     assert (out.nfe, out.network_evals) == (plain.nfe + 4, plain.network_evals + 4)
     assert not torch.allclose(out.images, upscale(plain.images, (8, 8), "bilinear"))
+
+
+def test_second_pass_walks_its_own_brownian_path() -> None:
+    """With ``sampler.noise=brownian`` both passes take their step noise from Brownian paths; the
+    second pass from the items' stage-1 path over its re-noising grid."""
+    denoiser, noise, cond, uncond = setup()
+    sampler = SamplerSettings("euler_ancestral", 6, noise="brownian")
+    settings = HiresSettings(enabled=True, scale=2.0, upscaler="bilinear", strength=0.5, steps=4)
+    out = hires_fix(denoiser, noise, cond, uncond, sampler=sampler, guidance=GUIDANCE, hires=settings)
+    base = sample(denoiser, noise, cond, uncond, sampler=sampler, guidance=GUIDANCE)
+    assert out.base_images is not None and torch.equal(out.base_images, base.images)
+    second = replace(sampler, steps=4)
+    grid = renoise_grid(denoiser.schedule, second, 0.5)
+    stage = noise.at_stage(HIRES_STAGE, (3, 8, 8))
+    x = noised_state(upscale(base.images, (8, 8), "bilinear"), stage.initial(), float(grid.sigmas[0]))
+    steps = stage.steps(grid.sigmas, "brownian")
+    expected = sample_from(denoiser, x, grid, steps, cond, uncond, sampler=second, guidance=GUIDANCE)
+    assert torch.equal(out.images, expected.images)
+    independent = replace(sampler, noise="independent")
+    other = hires_fix(denoiser, noise, cond, uncond, sampler=independent, guidance=GUIDANCE, hires=settings)
+    assert not torch.allclose(other.images, out.images)
 
 
 def test_renoise_grid_is_the_tail_of_a_longer_grid() -> None:
