@@ -33,7 +33,13 @@ STEP_NOISE: tuple[str, ...] = ("independent", "brownian")
 
 def item_seed(seed: int, prompt_index: int, sample_index: int, stage: int, slot: int) -> int:
     """A 64-bit seed for one stream; NumPy's SeedSequence hashes the tuple so that nearby tuples give
-    statistically independent streams (plain arithmetic like ``seed + i`` would make runs overlap)."""
+    statistically independent streams (plain arithmetic like ``seed + i`` would make runs overlap).
+
+    Known limit, kept so that every recorded image stays reproducible: torch's CPU generator keeps
+    only the low 32 bits of a seed, so among ``N`` streams about ``N**2 / 2**33`` pairs coincide
+    (0.003 pairs for the initial noise of 5,000 images, 0.3 for 50,000; per-step streams of a
+    1,000-image, 250-step ancestral run: about 7 of its 250,000 draws). Brownian step noise uses
+    128-bit keys and has no such collisions."""
     words = np.random.SeedSequence([seed, prompt_index, sample_index, stage, slot]).generate_state(2)
     return int(words[0]) | (int(words[1]) << 32)
 

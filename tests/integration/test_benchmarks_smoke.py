@@ -60,3 +60,12 @@ def test_interleaved_alternates_order_and_warms_up() -> None:
                         device=torch.device("cpu"))
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]
     assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
+
+
+def test_step_noise_benchmark_prints_its_table(tmp_path: Path) -> None:
+    done = run_cli(
+        "benchmarks.step_noise", "--batch", "2", "--steps", "3", "--repeats", "1", "--presets", "tiny", cwd=tmp_path
+    )
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| tiny"))
+    values = [float(cell) for cell in row.strip("| ").split(" | ")[2:]]
+    assert len(values) == 3 and all(v > 0 for v in values), row
