@@ -76,9 +76,25 @@ def domain_clip_settings(text_cfg: Any) -> Any:
     from mjexp.text.clip_module import DomainClipConfig
 
     kwargs = _plain(text_cfg)
-    for key in ("name", "seed", "cache_dir", "path", "enabled"):
+    for key in ("name", "seed", "cache_dir", "path", "enabled", "caption_noise"):
         kwargs.pop(key, None)
     return DomainClipConfig(**kwargs)
+
+
+def domain_clip_data(data_cfg: Any, text_cfg: Any, datamodule: Any) -> Any:
+    """The data a domain CLIP text encoder trains on: ``datamodule`` itself, or the same data with
+    the encoder's own ``text_encoder.caption_noise`` (same images, other train captions), so the
+    effect of noisy captions on the diffusion model can be separated from that on the encoder."""
+    rate = _plain(text_cfg).get("caption_noise")
+    data = _plain(data_cfg)
+    if rate is None or rate == data.get("caption_noise", 0.0):
+        return datamodule
+    if "caption_noise" not in data:
+        raise ValueError(
+            f"text_encoder.caption_noise={rate} needs data with caption noise (data=shapes); "
+            f"data={data.get('name')} has none"
+        )
+    return build_datamodule({**data, "caption_noise": rate})
 
 
 def train_or_reuse_domain_clip(text_cfg: Any, datamodule: Any, split: str = "train", seed: int | None = None) -> Path:

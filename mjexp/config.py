@@ -131,6 +131,9 @@ class DomainClipTextConfig(TextEncoderConfig):
     weight_decay: float = 0.1
     warmup_steps: int = 50
     multi_positive: bool = True
+    # Caption noise of the encoder's own training captions (shapes data): None = data.caption_noise;
+    # 0 = an encoder trained on clean captions, like a pretrained CLIP beside noisy diffusion data.
+    caption_noise: Optional[float] = None
 
 
 # ---- diffusion -------------------------------------------------------------------------------
@@ -420,6 +423,7 @@ RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("data.batch_size", 1, float("inf"), True),
     ("data.num_workers", 0, float("inf"), True),
     ("data.caption_noise", 0.0, 1.0, True),
+    ("text_encoder.caption_noise", 0.0, 1.0, True),
     ("diffusion.cond_dropout", 0.0, 1.0, True),
     ("diffusion.ema_max_decay", 0.0, 1.0, True),
     ("diffusion.min_snr_gamma", 0.0, float("inf"), False),

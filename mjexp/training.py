@@ -27,6 +27,7 @@ from mjexp.builders import (
     build_super_resolution,
     build_text_encoder,
     build_unet,
+    domain_clip_data,
     train_or_reuse_domain_clip,
 )
 from mjexp.checkpoint_io import CheckpointError, SafeCheckpointIO, load_torch_file
@@ -225,8 +226,11 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
         datamodule = build_datamodule(cfg.data)
         clip_path = None
         if cfg.text_encoder.name == "domain_clip":
-            print("Text encoder: domain CLIP (trained on the train split, or reused from the cache)...")
-            clip_path = train_or_reuse_domain_clip(cfg.text_encoder, datamodule)
+            rate = cfg.text_encoder.get("caption_noise")
+            captions = "" if rate is None else f", its captions at caption noise {rate}"
+            print(f"Text encoder: domain CLIP (trained on the train split{captions}, or reused from the cache)...")
+            clip_data = domain_clip_data(cfg.data, cfg.text_encoder, datamodule)
+            clip_path = train_or_reuse_domain_clip(cfg.text_encoder, clip_data)
             from mjexp.text.clip_train import read_metrics
 
             clip_metrics = read_metrics(clip_path)

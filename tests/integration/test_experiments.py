@@ -26,6 +26,7 @@ EXPECTED = {
     "hires_ablation": (1, 12),
     "guidance_variants": (1, 12),
     "caption_noise": (4, 5),
+    "caption_noise_clean_encoder": (2, 5),
     "train_sr": (1, 0),  # a super-resolution model: evaluated through a base model's hires fix
 }
 

@@ -70,3 +70,24 @@ def test_noise_never_names_a_held_out_combination() -> None:
     pairs = set(zip(stated["color"], stated["shape"]))
     assert ("red", "circle") not in pairs and "blue" not in stated["color"]
     assert ("red", "square") in pairs  # the rest of the vocabulary is still used
+
+
+def test_the_text_encoder_can_train_on_its_own_caption_noise() -> None:
+    """``text_encoder.caption_noise``: the domain CLIP trains on the same images with other captions
+    (0: clean, like a pretrained encoder), and by default on the diffusion model's own data."""
+    from mjexp.builders import build_datamodule, domain_clip_data
+
+    data_cfg = {"name": "shapes", "train_size": 300, "val_size": 300, "judge_size": 300, "test_size": 300,
+                "caption_noise": 0.5}
+    noisy = build_datamodule(data_cfg)
+    assert domain_clip_data(data_cfg, {"name": "domain_clip", "caption_noise": None}, noisy) is noisy
+    assert domain_clip_data(data_cfg, {"name": "domain_clip", "caption_noise": 0.5}, noisy) is noisy
+    clean = domain_clip_data(data_cfg, {"name": "domain_clip", "caption_noise": 0.0}, noisy)
+    reference = build_datamodule({**data_cfg, "caption_noise": 0.0})
+    assert clean.fingerprint("train") == reference.fingerprint("train") != noisy.fingerprint("train")
+    indices = list(range(300))
+    clean_rows, noisy_rows = clean.dataset("train").__getitems__(indices), noisy.dataset("train").__getitems__(indices)
+    assert all((a["image"] == b["image"]).all() for a, b in zip(clean_rows, noisy_rows))
+    assert 100 < sum(a["text"] != b["text"] for a, b in zip(clean_rows, noisy_rows)) < 200  # about half
+    with pytest.raises(ValueError, match="needs data with caption noise"):
+        domain_clip_data({"name": "digits"}, {"name": "domain_clip", "caption_noise": 0.3}, noisy)
