@@ -12,10 +12,19 @@ registered by :func:`register_configs`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, get_args
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+
+from mjexp.diffusion.losses import LossWeighting
+from mjexp.diffusion.module import LrSchedule, NonfiniteLoss, Weights
+from mjexp.diffusion.parameterization import Parameterization
+from mjexp.diffusion.schedules import BetaSchedule, Spacing
+from mjexp.sampling.guidance import ScaleSchedule
+from mjexp.sampling.hires import UpscaleMode
+from mjexp.sampling.noise import STEP_NOISE
+from mjexp.sampling.samplers import SAMPLERS
 
 
 class ConfigError(ValueError):
@@ -399,19 +408,19 @@ def register_configs() -> None:
 
 # ---- validation ------------------------------------------------------------------------------
 CHOICES: dict[str, tuple[str, ...]] = {
-    "schedule.kind": ("linear", "scaled_linear", "cosine", "sigmoid"),
-    "diffusion.parameterization": ("eps", "v", "x0"),
-    "diffusion.loss_weighting": ("uniform", "min_snr"),
-    "diffusion.nonfinite_loss": ("error", "skip"),
-    "optim.schedule": ("constant", "cosine"),
-    "sampler.name": ("ddpm", "ddim", "euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde"),
-    "sampler.spacing": ("leading", "trailing", "linspace"),
-    "sampler.noise": ("independent", "brownian"),
-    "guidance.schedule": ("constant", "linear"),
-    "hires.upscaler": ("nearest", "bilinear", "bicubic", "sr"),
+    "schedule.kind": get_args(BetaSchedule),
+    "diffusion.parameterization": get_args(Parameterization),
+    "diffusion.loss_weighting": get_args(LossWeighting),
+    "diffusion.nonfinite_loss": get_args(NonfiniteLoss),
+    "optim.schedule": get_args(LrSchedule),
+    "sampler.name": tuple(SAMPLERS),
+    "sampler.spacing": get_args(Spacing),
+    "sampler.noise": STEP_NOISE,
+    "guidance.schedule": get_args(ScaleSchedule),
+    "hires.upscaler": (*get_args(UpscaleMode), "sr"),
     "trainer.accelerator": ("cpu", "gpu", "cuda", "mps", "auto"),
-    "eval.weights": ("ema", "raw"),
-    "weights": ("ema", "raw"),
+    "eval.weights": get_args(Weights),
+    "weights": get_args(Weights),
     "eval.reference_split": ("test", "val", "train", "judge"),
     "eval.precision": ("auto", "32", "bf16"),
     "precision": ("auto", "32", "bf16"),

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 
 import torch
 from omegaconf import OmegaConf
@@ -32,12 +32,12 @@ from mjexp.builders import (
     check_loaded_config,
 )
 from mjexp.checkpoint_io import CheckpointError, atomic_write, load_torch_file, state_mismatch
+from mjexp.diffusion.module import Weights
 from mjexp.diffusion.schedules import NoiseSchedule
 from mjexp.diffusion.superres import SuperResolution
 from mjexp.diffusion.unet import UNet
 from mjexp.text.base import TextEncoder
 
-Weights = Literal["ema", "raw"]
 CONFIG_FILE = "config.yaml"
 TEXT_ENCODER_DIR = "text_encoder"
 

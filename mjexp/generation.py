@@ -14,6 +14,7 @@ and :func:`read_manifest` merges them.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -27,6 +28,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 MANIFEST = "manifest.jsonl"
+# Settings keys added after generation folders were first written, with the value that made those
+# folders' images: an older folder is resumed as what it is instead of refused as "other settings".
+ADDED_SETTINGS: dict[tuple[str, ...], Any] = {("sampler", "noise"): "independent"}
 
 
 def item_name(prompt_index: int, sample_index: int) -> str:
@@ -36,6 +40,20 @@ def item_name(prompt_index: int, sample_index: int) -> str:
 def to_png_array(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) float in [-1, 1] -> (H, W, 3) uint8, rounding to nearest (the quantisation policy)."""
     return ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def with_added_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` (a manifest row's) with every key of :data:`ADDED_SETTINGS` it lacks filled in."""
+    filled = copy.deepcopy(dict(settings))
+    for path, value in ADDED_SETTINGS.items():
+        node = filled
+        for key in path[:-1]:
+            node = node.get(key)
+            if not isinstance(node, dict):
+                break
+        else:
+            node.setdefault(path[-1], value)
+    return filled
 
 
 def read_manifest(folder: str | Path) -> dict[tuple[int, int], dict[str, Any]]:
@@ -123,7 +141,7 @@ def generate_to_folder(
     (folder / "images").mkdir(parents=True, exist_ok=True)
     (folder / "base").mkdir(exist_ok=True)
     done = read_manifest(folder)
-    stale = [row for row in done.values() if row.get("settings") != dict(settings)]
+    stale = [row for row in done.values() if with_added_settings(row.get("settings") or {}) != dict(settings)]
     if stale:
         raise ValueError(
             f"{folder} holds images made with other settings ({stale[0].get('settings')}); "

@@ -33,6 +33,10 @@ from mjexp.diffusion.superres import SuperResolution, degrade, noise_augment
 from mjexp.diffusion.unet import UNet
 from mjexp.text.base import TextEmbedding, TextEncoder
 
+LrSchedule = Literal["constant", "cosine"]
+NonfiniteLoss = Literal["error", "skip"]
+Weights = Literal["ema", "raw"]  # the EMA average or the raw trained weights
+
 
 @dataclass
 class OptimSettings:
@@ -42,7 +46,7 @@ class OptimSettings:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 100
-    schedule: Literal["constant", "cosine"] = "constant"
+    schedule: LrSchedule = "constant"
     min_lr_ratio: float = 0.1
     total_steps: int = 1000
 
@@ -79,7 +83,7 @@ class DiffusionModule(L.LightningModule):
         ema_power: float = 2 / 3,
         optim: OptimSettings | None = None,
         val_seed: int = 1234,
-        nonfinite_loss: Literal["error", "skip"] = "error",
+        nonfinite_loss: NonfiniteLoss = "error",
         run_config: dict[str, Any] | None = None,
         super_resolution: SuperResolution | None = None,
     ) -> None:
@@ -206,7 +210,7 @@ class DiffusionModule(L.LightningModule):
             self.ema_text_encoder.update(self.text_encoder)
 
     # ---- sampling-time accessors -------------------------------------------------------------
-    def sampling_networks(self, weights: Literal["ema", "raw"] = "ema") -> tuple[UNet, TextEncoder]:
+    def sampling_networks(self, weights: Weights = "ema") -> tuple[UNet, TextEncoder]:
         """The (unet, text encoder) pair to sample with."""
         if weights == "raw":
             return self.unet, self.text_encoder

@@ -4,6 +4,7 @@ the final denoising step, call counts, the sigma -> timestep binding and argumen
 from __future__ import annotations
 
 import math
+from typing import get_args
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from mjexp.sampling.denoiser import Denoiser
 from mjexp.sampling.guidance import Guidance, GuidedDenoiser
 from mjexp.sampling.samplers import (
     SAMPLERS,
+    SamplerName,
     SamplerSettings,
     StepInfo,
     ancestral_sigmas,
@@ -203,6 +205,12 @@ def test_grid_timesteps_reach_the_network_exactly() -> None:
 def test_invalid_settings_are_rejected(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SamplerSettings(**kwargs)
+
+
+def test_sampler_name_type_lists_every_sampler() -> None:
+    """``SamplerName`` (the type) and ``SAMPLERS`` (the registry the config validates against)
+    must name the same samplers, in the same order."""
+    assert get_args(SamplerName) == tuple(SAMPLERS)
 
 
 def test_config_style_eta_is_accepted() -> None:
