@@ -23,6 +23,7 @@ in what order, or in which batch.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
@@ -46,7 +47,7 @@ class BrownianSteps:
 
     ``keys`` holds one 128-bit Philox key (two uint64 words) per item. Only the value of ``W`` at
     the previous step's end is kept, so memory stays at a few batches of noise; each step walks
-    the tree from the root (``LEVELS`` draws per item).
+    the tree from the root (``LEVELS`` draws per item), chunks of items in parallel threads.
     """
 
     def __init__(self, keys: Sequence[tuple[int, int]], shape: Sequence[int], sigmas: Sequence[float]) -> None:
@@ -73,29 +74,66 @@ class BrownianSteps:
         return torch.from_numpy(increment / math.sqrt((start - end) / _LATTICE))
 
     def _value(self, time: int) -> np.ndarray:
-        """``W`` at lattice ``time`` for every item, (B, *shape) float64."""
+        """``W`` at lattice ``time`` for every item, (B, *shape) float64. Items are split into
+        contiguous chunks walked in parallel threads (NumPy draws and arithmetic release the GIL);
+        each item's values do not depend on the chunking."""
         if self._last is not None and self._last[0] == time:
             return self._last[1]
-        zero = np.zeros((len(self._generators), *self._shape))
-        lo, hi, w_lo, w_hi = 0, _LATTICE, zero, self._normals(_LATTICE)
+        value = np.empty((len(self._generators), *self._shape))
+        chunks = _chunks(len(self._generators), _workers())
+        if len(chunks) == 1:
+            self._walk(chunks[0], time, value)
+        else:
+            list(_pool().map(lambda items: self._walk(items, time, value), chunks))
+        self._last = (time, value)
+        return value
+
+    def _walk(self, items: range, time: int, out: np.ndarray) -> None:
+        """Levy's construction from the root down to ``time`` for ``items``, into ``out[items]``."""
+        lo, hi = 0, _LATTICE
+        w_lo, w_hi = np.zeros((len(items), *self._shape)), self._normals(items, _LATTICE)
         while time not in (lo, hi):
             mid = (lo + hi) // 2
-            w_mid = (w_lo + w_hi) / 2 + math.sqrt((hi - lo) / _LATTICE / 4) * self._normals(mid)
+            w_mid = (w_lo + w_hi) / 2 + math.sqrt((hi - lo) / _LATTICE / 4) * self._normals(items, mid)
             if time < mid:
                 hi, w_hi = mid, w_mid
             else:
                 lo, w_lo = mid, w_mid
-        value = w_lo if time == lo else w_hi
-        self._last = (time, value)
-        return value
+        out[items.start : items.stop] = w_lo if time == lo else w_hi
 
-    def _normals(self, node: int) -> np.ndarray:
+    def _normals(self, items: range, node: int) -> np.ndarray:
         """Each item's standard normal for tree ``node`` (a lattice index; ``2**LEVELS`` is ``W(1)``).
         The node sits in the counter's top word, so no two nodes' draws can overlap; setting the
         full state (empty buffer) makes a draw independent of what the generator did before."""
         rows = []
-        for generator, state in zip(self._generators, self._states):
+        for index in items:
+            generator, state = self._generators[index], self._states[index]
             state["state"]["counter"] = np.array([0, 0, 0, node], dtype=np.uint64)
             generator.bit_generator.state = state
             rows.append(generator.standard_normal(self._shape))
         return np.stack(rows)
+
+
+def _chunks(count: int, parts: int) -> list[range]:
+    """``range(count)`` cut into at most ``parts`` contiguous, near-equal, non-empty pieces."""
+    parts = max(1, min(count, parts))
+    bounds = [count * p // parts for p in range(parts + 1)]
+    return [range(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def _workers() -> int:
+    """As many threads as torch uses for its own CPU work (the draw and the network alternate)."""
+    return max(1, torch.get_num_threads())
+
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One process-wide pool of :func:`_workers` threads, replaced when torch's thread count changes."""
+    global _POOL
+    if _POOL is None or _POOL[0] != _workers():
+        if _POOL is not None:
+            _POOL[1].shutdown(wait=False)
+        _POOL = (_workers(), ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="mjexp-brownian"))
+    return _POOL[1]

@@ -86,6 +86,20 @@ def test_same_item_same_path_in_any_batch_and_query_order() -> None:
                 assert torch.equal(draws[k], reference[item][k]), (item, k, batch, order)
 
 
+@pytest.mark.parametrize("threads", [1, 4])
+def test_draws_do_not_depend_on_the_thread_count(threads: int) -> None:
+    """Items are walked in one chunk per torch thread; the chunking must not change a value."""
+    source = ItemNoise(5, tuple((i, 0) for i in range(7)), (2, 3)).steps(FINE, "brownian")
+    reference = [source(k) for k in range(3)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        source = ItemNoise(5, tuple((i, 0) for i in range(7)), (2, 3)).steps(FINE, "brownian")
+        assert all(torch.equal(source(k), reference[k]) for k in range(3))
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_paths_differ_between_seeds_stages_and_from_independent_noise() -> None:
     noise = ItemNoise(0, ((0, 0),), (16,), dtype=torch.float64)
     first = [
