@@ -25,6 +25,7 @@ from evaluation.clip_model import ClipModel
 from evaluation.clip_score import ClipScoreConvention, clip_score
 from evaluation.config import EvalConfig
 from evaluation.distribution import distribution_metrics
+from evaluation.diversity import Diversity, prompt_diversity
 from evaluation.features import extract_features, load_extractor, resolve_extractor
 from evaluation.images import POLICY, to_uint8
 from evaluation.judge import JUDGE, Validity, judge_validity
@@ -55,6 +56,8 @@ class ReferenceSet:
 class Reference:
     features: dict[str, ReferenceFeatures]
     validity: Validity | None
+    # The judge's per-caption diversity of the real images (needs their attrs and the template).
+    diversity: Diversity | None = None
 
 
 @dataclass
@@ -79,6 +82,14 @@ def _rows(attrs: Mapping[str, Sequence[str]]) -> list[dict[str, str]]:
     """Column-wise batch attrs {name: [values]} -> one dict per image."""
     names = list(attrs)
     return [dict(zip(names, values)) for values in zip(*(attrs[name] for name in names))]
+
+
+def _data_diversity(features: dict[str, ReferenceFeatures], template: CaptionTemplate | None) -> Diversity | None:
+    """The judge's diversity of the real images that share a caption (rendered from their attrs)."""
+    judge = features.get(JUDGE)
+    if judge is None or not judge.attrs or template is None:
+        return None
+    return prompt_diversity(judge.features, [template.render(row) for row in _rows(judge.attrs)])
 
 
 class Scorer:
@@ -122,7 +133,7 @@ class Scorer:
         missing = [name for name, key in keys.items() if not self.cache.path(key).is_file()]
         computed = self._reference_features(reference, missing) if missing else {}
         features = {name: self.cache.load_or_compute(key, lambda n=name: computed[n]) for name, key in keys.items()}
-        return Reference(features, self._validity(reference, features, template))
+        return Reference(features, self._validity(reference, features, template), _data_diversity(features, template))
 
     def _reference_features(
         self, reference: ReferenceSet, names: list[str]
@@ -208,6 +219,16 @@ class Scorer:
             metrics[f"clip_score/{label}/se"] = result.standard_error
             params[f"clip_score/{label}"] = result.params
             per_item[f"clip_score/{label}"] = result.per_image
+            diversity = prompt_diversity(embeddings, prompts)
+            if diversity is not None:
+                metrics[f"diversity/{label}"] = diversity.mean
+                metrics[f"diversity/{label}/se"] = diversity.standard_error
+                params[f"diversity/{label}"] = {**diversity.params, "model": model.params}
+        data_diversity = reference.diversity if reference is not None else None
+        if data_diversity is not None and f"diversity/{JUDGE}" in metrics:
+            metrics[f"diversity/{JUDGE}/data"] = data_diversity.mean
+            metrics[f"diversity/{JUDGE}/data/se"] = data_diversity.standard_error
+            params[f"diversity/{JUDGE}/data"] = {**data_diversity.params, "grouped_by": "caption of the real images"}
         if attrs is not None:
             if self.judge is None or template is None:
                 raise ValueError("attribute accuracy needs the judge (judge_dir) and the prompt set's template")
@@ -215,6 +236,16 @@ class Scorer:
             accuracy: AttributeAccuracy = attribute_accuracy(judge_embeddings, attrs, template, self.judge.encode_texts)
             metrics.update(accuracy.metrics(prefix))
             per_item.update({f"{prefix}/{name}": flags for name, flags in accuracy.correct.items()})
+            faithful = np.logical_and.reduce(list(accuracy.correct.values()))
+            diversity = prompt_diversity(
+                judge_embeddings[torch.from_numpy(faithful)], [p for p, ok in zip(prompts, faithful) if ok]
+            )
+            if diversity is not None:
+                metrics[f"diversity/{JUDGE}/faithful"] = diversity.mean
+                metrics[f"diversity/{JUDGE}/faithful/se"] = diversity.standard_error
+                params[f"diversity/{JUDGE}/faithful"] = {
+                    **diversity.params, "images": "only those with every attribute right (attr_acc/judge)"
+                }
             protocol = (
                 "caption retrieval against one-attribute-swapped captions" if template.multi_object
                 else "zero-shot choice among the attribute's values"

@@ -2,7 +2,8 @@
 
 ``pareto``: FID against CLIP-score across guidance scales, one curve per sampler/schedule, the
 trade-off figure of classifier-free guidance (Ho & Salimans, 2022, fig. 1).
-``metric_curves``: each headline metric against guidance, one line per curve group.
+``metric_curves``: each headline metric against guidance, one line per curve group (FID, CLIP-score,
+attribute accuracy, per-prompt diversity with the real data's level).
 """
 
 from __future__ import annotations
@@ -94,7 +95,9 @@ def pareto(records: Sequence[Record], path: Path, fid_metric: str, clip_metric: 
 
 
 def metric_curves(records: Sequence[Record], path: Path, metrics: Sequence[str]) -> Path:
-    """One panel per metric against guidance scale, one line per sampler/schedule."""
+    """One panel per metric against guidance scale, one line per sampler/schedule; the real data's
+    level ``<family>/<model>/data`` of a metric ``<family>/<model>[/...]`` (e.g. diversity) is
+    drawn as a dashed line."""
     figure = Figure(figsize=(4.2 * len(metrics), 3.6))
     for i, metric in enumerate(metrics):
         axes = figure.add_subplot(1, len(metrics), i + 1)
@@ -107,6 +110,11 @@ def metric_curves(records: Sequence[Record], path: Path, metrics: Sequence[str])
                 )
         axes.set_xlabel("guidance scale")
         axes.set_title(metric, fontsize=9)
+        data_key = "/".join(metric.split("/")[:2]) + "/data"
+        data = next((r["metrics"][data_key] for r in records if data_key in r["metrics"]), None)
+        if data is not None:
+            axes.axhline(data, color="black", linestyle="--", linewidth=1, label="real data")
+            axes.legend(fontsize=7)
         axes.grid(alpha=0.3)
     figure.axes[0].legend(fontsize=7)
     return _save(figure, path)

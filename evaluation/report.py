@@ -163,7 +163,10 @@ def write_report(
         unreliable = any(m in r["unreliable_metrics"] for r in records for m in (fid, clip))
         paths["pareto"] = pareto(records, out / "pareto.png", fid, clip, " (judge unreliable)" if unreliable else "")
         figures.append(_img(paths["pareto"].read_bytes(), "pareto"))
-    curves = [m for m in (fid, clip, attr) if m]
+    # Among faithful images where measured: unfaithful images inflate diversity at low guidance.
+    faithful = f"diversity/{JUDGE}/faithful"
+    diversity = faithful if faithful in names else headline(records, "diversity", prefer=(f"diversity/{JUDGE}",))
+    curves = [m for m in (fid, clip, attr, diversity) if m]
     if curves:
         paths["metrics"] = metric_curves(records, out / "metrics.png", curves)
         figures.append(_img(paths["metrics"].read_bytes(), "metrics vs guidance"))

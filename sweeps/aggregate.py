@@ -55,7 +55,7 @@ def is_headline(name: str) -> bool:
     return len(parts) == 2 or (len(parts) == 3 and parts[2] == "mean")
 
 
-FAMILY_ORDER = ("fid", "clip_score", "attr_acc", "kid")
+FAMILY_ORDER = ("fid", "clip_score", "attr_acc", "diversity", "kid")
 
 
 def headline_metrics(measurements: Iterable[Measurement]) -> list[str]:

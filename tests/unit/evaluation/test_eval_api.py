@@ -7,13 +7,17 @@ import json
 from pathlib import Path
 
 import huggingface_hub
+import numpy as np
 import open_clip
 import pytest
 import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from evaluation import EvalConfig, PreflightError, ReferenceSet, Scorer, make_record, write_report
+from evaluation import EvalConfig, PreflightError, ReferenceSet, Scorer, api, make_record, write_report
+from evaluation.attributes import AttributeAccuracy
+from evaluation.diversity import prompt_diversity
+from evaluation.images import to_uint8
 
 TINY_NAME = "evaltiny"
 
@@ -87,8 +91,17 @@ def test_score_reference_validity_and_report(judge_dir: Path, tiny_clip_file: Pa
         "fid/judge", "fid/judge/ci_low", "fid/judge/ci_high", "kid/judge", "kid/judge/std", "kid/judge/ci_low",
         "kid/judge/ci_high", "clip_score/judge", "clip_score/judge/se", clip_name, f"{clip_name}/se",
         "attr_acc/judge/color", "attr_acc/judge/position", "attr_acc/judge/mean", "cost/score_seconds",
+        "diversity/judge", "diversity/judge/se", f"diversity/{TINY_NAME}/tiny-weights",
+        f"diversity/{TINY_NAME}/tiny-weights/se", "diversity/judge/data", "diversity/judge/data/se",
     }
     assert set(result.metrics) == expected
+    # Diversity is the judge's: the generated images grouped by prompt, the real ones by caption.
+    assert result.metrics["diversity/judge"] == pytest.approx(prompt_diversity(result.features["judge"], prompts).mean)
+    real_captions = [template.render(a) for a in make_squares(48, seed=10)[1]]
+    assert result.metrics["diversity/judge/data"] == pytest.approx(
+        prompt_diversity(reference.features["judge"].features, real_captions).mean
+    )
+    assert "diversity/judge" in result.unreliable
     assert result.params["fid/judge"]["n_generated"] == 40 and result.params["fid/judge"]["n_reference"] == 48
     assert result.params["fid/judge"]["weights_sha256"] == scorer.plan.judge.sha256
     assert result.params[clip_name]["weight"] == 100.0 and result.params[clip_name]["pretrained"] == str(tiny_clip_file)
@@ -130,3 +143,20 @@ def test_judge_without_fid_still_measures_validity(judge_dir: Path, make_squares
     result = scorer.score(images, [template.render(a) for a in attrs], reference)
     assert not any(name.startswith(("fid/", "kid/")) for name in result.metrics)
     assert "clip_score/judge" in result.unreliable
+
+
+def test_faithful_diversity_counts_only_images_with_every_attribute_right(
+    judge_dir: Path, make_squares, template, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images, attrs = make_squares(40, seed=20)
+    prompts = [template.render(a) for a in attrs]
+    right = np.arange(40) < 24  # images 0-23 have every attribute right; 24-31 miss the position only
+    correct = {"color": right | (np.arange(40) < 32), "position": right}
+    monkeypatch.setattr(api, "attribute_accuracy", lambda *args, **kwargs: AttributeAccuracy(correct))
+    scorer = Scorer(EvalConfig(extractors=(), judge_dir=str(judge_dir), cache_dir=str(tmp_path)))
+    result = scorer.score(images, prompts, attrs=attrs, template=template)
+    embeddings = scorer.judge.encode_images(to_uint8(images, "test")[0], 64)
+    expected = prompt_diversity(embeddings[:24], prompts[:24])
+    assert expected is not None and expected.mean != pytest.approx(prompt_diversity(embeddings, prompts).mean)
+    assert result.metrics["diversity/judge/faithful"] == pytest.approx(expected.mean)
+    assert result.params["diversity/judge/faithful"]["n_prompts"] == expected.per_prompt.size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.axes import Axes
 from PIL import Image
 
 from evaluation.plots import _interval, metric_curves, pareto
@@ -32,3 +33,19 @@ def test_figures_with_intervals_excluding_the_estimate_are_written(tmp_path: Pat
                  metric_curves(records(), tmp_path / "curves.png", ["fid/judge", "clip_score/judge"])):
         with Image.open(path) as png:
             assert png.size[0] > 100
+
+
+def test_the_real_data_level_is_drawn_on_its_metric_panel(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    drawn: list[tuple[str, float]] = []
+    original = Axes.axhline
+
+    def recording(self, y=0, *args, **kwargs):  # noqa: ANN001, ANN202
+        drawn.append((self.get_title(), y))
+        return original(self, y, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "axhline", recording)
+    rows = records()
+    for row, value in zip(rows, (0.30, 0.25, 0.20)):
+        row["metrics"].update({"diversity/judge/faithful": value, "diversity/judge/data": 0.31})
+    metric_curves(rows, tmp_path / "curves.png", ["fid/judge", "diversity/judge/faithful"])
+    assert drawn == [("diversity/judge/faithful", 0.31)]  # on the diversity panel only
