@@ -134,8 +134,8 @@ def parse_challengers(text: str) -> list[tuple[str, int]]:
 
 def quality_table(records: list[dict[str, Any]], flags: list[np.ndarray]) -> str:
     lines = [
-        "| sampler | steps | NFE | mean attribute accuracy (SE) | FID/judge [95% CI] | images/s |",
-        "|---|---|---|---|---|---|",
+        "| sampler | steps | NFE | mean attribute accuracy (SE) | FID/judge [95% CI] | diversity, faithful images (SE) | images/s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for record, own in sorted(zip(records, flags), key=lambda pair: (pair[0]["sampler"], pair[0]["steps"])):
         m = record["metrics"]
@@ -144,9 +144,11 @@ def quality_table(records: list[dict[str, Any]], flags: list[np.ndarray]) -> str
         speed = record["costs"]["images_per_second"]
         speed_text = f"{speed:.3g}" if np.isfinite(speed) else "resumed"
         ci = f" [{m.get('fid/judge/ci_low', float('nan')):.3g}, {m.get('fid/judge/ci_high', float('nan')):.3g}]"
+        diversity = m.get("diversity/judge/faithful", float("nan"))
+        diversity_se = m.get("diversity/judge/faithful/se", float("nan"))
         lines.append(
             f"| {record['sampler']} | {record['steps']} | {record['nfe']} | {own.mean():.4f} ({se:.4f}) | "
-            f"{fid:.4g}{ci if 'fid/judge/ci_low' in m else ''} | {speed_text} |"
+            f"{fid:.4g}{ci if 'fid/judge/ci_low' in m else ''} | {diversity:.4f} ({diversity_se:.4f}) | {speed_text} |"
         )
     return "\n".join(lines)
 

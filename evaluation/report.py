@@ -79,10 +79,12 @@ def _cell(metrics: Mapping[str, float], name: str, unreliable: bool) -> str:
     if value is None:
         return "<td></td>"
     text = f"{value:.4g}"
-    if f"{name}/ci_low" in metrics:
-        text += f" [{metrics[f'{name}/ci_low']:.4g}, {metrics[f'{name}/ci_high']:.4g}]"
-    elif f"{name}/se" in metrics:
-        text += f" ± {metrics[f'{name}/se']:.2g}"
+    # Undefined companions (NaN, None once in JSON; e.g. an SE over a single prompt) are left out.
+    low, high, se = (metrics.get(f"{name}/{part}") for part in ("ci_low", "ci_high", "se"))
+    if low is not None and high is not None:
+        text += f" [{low:.4g}, {high:.4g}]"
+    elif se is not None and math.isfinite(se):
+        text += f" ± {se:.2g}"
     mark = ' class="unreliable" title="judge failed its validity check"' if unreliable else ""
     return f"<td{mark}>{html.escape(text)}{' †' if unreliable else ''}</td>"
 
@@ -146,7 +148,8 @@ def write_report(
     grids: Mapping[str, torch.Tensor] | None = None,
     title: str = "Evaluation report",
 ) -> dict[str, Path]:
-    """Write report.json, pareto.png, metrics.png and report.html; return their paths."""
+    """Write report.json, report.html and, for records with a guidance scale, pareto.png and
+    metrics.png; return their paths."""
     if not records:
         raise ValueError("write_report needs at least one record")
     out = Path(out_dir)
@@ -158,18 +161,19 @@ def write_report(
     fid = headline(records, "fid", prefer=("fid/inception", "fid/judge"))
     clip = headline(records, "clip_score", prefer=[n for n in names if n.startswith("clip_score/") and JUDGE not in n])
     attr = next((n for n in names if n.endswith("/mean")), None)
-    figures = []
-    if fid and clip:
-        unreliable = any(m in r["unreliable_metrics"] for r in records for m in (fid, clip))
-        paths["pareto"] = pareto(records, out / "pareto.png", fid, clip, " (judge unreliable)" if unreliable else "")
-        figures.append(_img(paths["pareto"].read_bytes(), "pareto"))
     # Among faithful images where measured: unfaithful images inflate diversity at low guidance.
     faithful = f"diversity/{JUDGE}/faithful"
     diversity = faithful if faithful in names else headline(records, "diversity", prefer=(f"diversity/{JUDGE}",))
-    curves = [m for m in (fid, clip, attr, diversity) if m]
-    if curves:
-        paths["metrics"] = metric_curves(records, out / "metrics.png", curves)
-        figures.append(_img(paths["metrics"].read_bytes(), "metrics vs guidance"))
+    figures = []
+    if any(r.get("guidance") is not None for r in records):  # images made elsewhere have no guidance axis
+        if fid and clip:
+            unreliable = any(m in r["unreliable_metrics"] for r in records for m in (fid, clip))
+            paths["pareto"] = pareto(records, out / "pareto.png", fid, clip, " (judge unreliable)" if unreliable else "")
+            figures.append(_img(paths["pareto"].read_bytes(), "pareto"))
+        curves = [m for m in (fid, clip, attr, diversity) if m]
+        if curves:
+            paths["metrics"] = metric_curves(records, out / "metrics.png", curves)
+            figures.append(_img(paths["metrics"].read_bytes(), "metrics vs guidance"))
     grid_html = "".join(
         f"<h3>{html.escape(label)}</h3>{_img(grid_png(images), label)}" for label, images in (grids or {}).items()
     )

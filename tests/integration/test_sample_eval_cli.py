@@ -78,3 +78,6 @@ def test_eval_scores_a_folder_of_outside_images(trained: Path, tmp_path: Path) -
     record = json.loads((tmp_path / "out" / "report.json").read_text())["records"][0]
     assert record["sampler"] == "external" and record["params"]["images"]["n_images"] == 12
     assert {"fid/judge", "clip_score/judge", "attr_acc/judge/color"} <= set(record["metrics"])
+    # One prompt x 12 images: a diversity, but no SE over prompts (null in JSON, left out of the page).
+    assert record["metrics"]["diversity/judge"] > 0 and record["metrics"]["diversity/judge/se"] is None
+    assert (tmp_path / "out" / "report.html").is_file() and not (tmp_path / "out" / "pareto.png").exists()
