@@ -171,7 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              f"{REFERENCE_STEPS}-step result (default: the claim, {CHALLENGER[0]}:{CHALLENGER[1]})")
     args = parser.parse_args(argv)
 
-    from mjexp.evaluate import GridEvaluation, add_paired_comparisons, apply_overrides, print_table, setting_label
+    from mjexp.evaluate import (
+        GridEvaluation, add_paired_comparisons, add_paired_diversity, apply_overrides, print_table, setting_label,
+    )
     from mjexp.training import open_tracker
     from mjexp.log_noise import quiet_third_party_logs
 
@@ -189,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     cfg = compose_eval_config(args.ckpt, args.out, overrides)
     evaluation = GridEvaluation(cfg, args.ckpt, open_tracker(cfg, args.out, None), args.out)
-    records, flags, features = [], [], []
+    records, flags, features, diversities = [], [], [], []
     for number, setting in enumerate(evaluation.settings, 1):
         label = setting_label(setting)
         print(f"[{number}/{len(evaluation.settings)}] {label}", flush=True)
@@ -199,7 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         records.append(outcome.record)
         flags.append(outcome.flags)
         features.append(outcome.features.get("judge"))
+        diversities.append(outcome.diversity)
     add_paired_comparisons(records, flags)
+    add_paired_diversity(records, diversities)
     print_table(records)
     judge_reference = evaluation.context.reference.features.get("judge")
     have_fid = judge_reference is not None and all(f is not None for f in features)

@@ -69,6 +69,9 @@ class ScoreResult:
     # Generated images' features per FID/KID extractor, row i = image i: paired comparisons of
     # two settings on the same prompts and noise (bootstrap.fid_difference) need them.
     features: dict[str, torch.Tensor] = field(default_factory=dict)
+    # Per-prompt diversity by metric name (``diversity/judge``, ``.../faithful``, ...), for paired
+    # comparisons of settings.
+    diversity: dict[str, Diversity] = field(default_factory=dict)
 
     @property
     def unreliable(self) -> list[str]:
@@ -190,6 +193,7 @@ class Scorer:
             params["images"]["seed_range"] = [int(min(seeds)), int(max(seeds))]
         per_item: dict[str, np.ndarray] = {}
         features: dict[str, torch.Tensor] = {}
+        diversities: dict[str, Diversity] = {}
         judge_embeddings = self.judge.encode_images(pixels, self.config.batch_size) if self.judge is not None else None
         if reference is not None:
             for name, extractor in self.plan.extractors.items():
@@ -221,6 +225,7 @@ class Scorer:
             per_item[f"clip_score/{label}"] = result.per_image
             diversity = prompt_diversity(embeddings, prompts)
             if diversity is not None:
+                diversities[f"diversity/{label}"] = diversity
                 metrics[f"diversity/{label}"] = diversity.mean
                 metrics[f"diversity/{label}/se"] = diversity.standard_error
                 params[f"diversity/{label}"] = {**diversity.params, "model": model.params}
@@ -241,6 +246,7 @@ class Scorer:
                 judge_embeddings[torch.from_numpy(faithful)], [p for p, ok in zip(prompts, faithful) if ok]
             )
             if diversity is not None:
+                diversities[f"diversity/{JUDGE}/faithful"] = diversity
                 metrics[f"diversity/{JUDGE}/faithful"] = diversity.mean
                 metrics[f"diversity/{JUDGE}/faithful/se"] = diversity.standard_error
                 params[f"diversity/{JUDGE}/faithful"] = {
@@ -254,4 +260,4 @@ class Scorer:
                               "n_images": len(attrs)}
         metrics["cost/score_seconds"] = time.perf_counter() - start
         validity = reference.validity if reference is not None else None
-        return ScoreResult(metrics, params, per_item, validity, features)
+        return ScoreResult(metrics, params, per_item, validity, features, diversities)

@@ -29,6 +29,7 @@ class Diversity:
     mean: float
     standard_error: float  # over prompts; NaN with a single prompt
     per_prompt: np.ndarray  # one value per prompt with >= 2 images, in order of first appearance
+    groups: tuple[Hashable, ...]  # the prompts of ``per_prompt``, same order (to pair two settings)
     images_per_prompt: tuple[int, int]  # (fewest, most) among the prompts counted
 
     @property
@@ -49,16 +50,27 @@ def prompt_diversity(embeddings: torch.Tensor, groups: Sequence[Hashable]) -> Di
     rows: dict[Hashable, list[int]] = defaultdict(list)
     for index, group in enumerate(groups):
         rows[group].append(index)
-    counted = [indices for indices in rows.values() if len(indices) >= 2]
+    counted = {group: indices for group, indices in rows.items() if len(indices) >= 2}
     if not counted:
         return None
     unit = torch.nn.functional.normalize(embeddings.detach().double().cpu(), dim=1)
     values = []
-    for indices in counted:
+    for indices in counted.values():
         n = len(indices)
         total = unit[indices].sum(dim=0)
         values.append(1.0 - (float(total @ total) - n) / (n * (n - 1)))
     per_prompt = np.asarray(values)
     se = float(per_prompt.std(ddof=1) / math.sqrt(per_prompt.size)) if per_prompt.size > 1 else math.nan
-    sizes = [len(indices) for indices in counted]
-    return Diversity(float(per_prompt.mean()), se, per_prompt, (min(sizes), max(sizes)))
+    sizes = [len(indices) for indices in counted.values()]
+    return Diversity(float(per_prompt.mean()), se, per_prompt, tuple(counted), (min(sizes), max(sizes)))
+
+
+def paired_diversity_difference(a: Diversity, b: Diversity) -> tuple[float, float, int]:
+    """Mean and standard error of ``a - b`` over the prompts both measured (same prompts and noise:
+    pairing removes the between-prompt spread), and the number of those prompts."""
+    index_b = {group: i for i, group in enumerate(b.groups)}
+    shared = [(i, index_b[group]) for i, group in enumerate(a.groups) if group in index_b]
+    if len(shared) < 2:
+        raise ValueError(f"a paired diversity difference needs 2 shared prompts, got {len(shared)}")
+    diff = np.array([a.per_prompt[i] - b.per_prompt[j] for i, j in shared])
+    return float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(diff.size)), diff.size

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from evaluation import EvalConfig, ReferenceSet, Scorer, load_prompt_set, make_record, paired_difference, write_report
 from evaluation.attributes import holdout_accuracy
+from evaluation.diversity import Diversity, paired_diversity_difference
 from evaluation.prompt_sets import PromptSet
 from evaluation.report import GRID_COLUMNS
 from mjexp.builders import build_datamodule, sampling_settings, train_or_reuse_domain_clip
@@ -192,6 +193,7 @@ class SettingOutcome(NamedTuple):
     flags: np.ndarray | None
     features: dict[str, torch.Tensor]
     files: list[Path]  # the final images, manifest order
+    diversity: dict[str, Diversity]  # per-prompt diversity of the final images, by metric name
 
 
 class GridEvaluation:
@@ -226,7 +228,7 @@ class GridEvaluation:
     def run(self) -> list[dict[str, Any]]:
         """Generate and score every setting; write and log the report. Returns the records."""
         cfg, n = self.cfg, self.cfg.eval.samples_per_prompt
-        records, grids, per_item, files = [], {}, [], []
+        records, grids, per_item, files, diversities = [], {}, [], [], []
         prompt_params = self.prompts.params if isinstance(self.prompts, PromptSet) else {"prompt_set": DATA_PROMPTS}
         self.tracker.log_params({"eval": {**prompt_params, "samples_per_prompt": n, "n_settings": len(self.settings)}})
         for number, overrides in enumerate(self.settings, 1):
@@ -237,8 +239,10 @@ class GridEvaluation:
             records.append(outcome.record)
             per_item.append(outcome.flags)
             files.append(outcome.files)
+            diversities.append(outcome.diversity)
             grids.update(outcome.grids)
         add_paired_comparisons(records, per_item)
+        add_paired_diversity(records, diversities)
         grids.update(disagreement_grids(records, per_item, files))
         paths = write_report(records, self.out_dir, grids, title=f"mjexp evaluation: {cfg.name}")
         for path in paths.values():
@@ -303,7 +307,9 @@ class GridEvaluation:
         child.log_artifact(grid_file)
         child.finish()
         files = [folder / row["file"] for row in rows]
-        return SettingOutcome(record, grids, mean_attribute_flags(result.per_item), result.features, files)
+        return SettingOutcome(
+            record, grids, mean_attribute_flags(result.per_item), result.features, files, result.diversity
+        )
 
 
 def mean_attribute_flags(per_item: Mapping[str, np.ndarray]) -> np.ndarray | None:
@@ -329,6 +335,22 @@ def add_paired_comparisons(records: list[dict[str, Any]], flags: list[np.ndarray
             "fixed": int(fixed.size),
             "broken": int(broken.size),
         }
+
+
+def add_paired_diversity(records: list[dict[str, Any]], diversities: list[Mapping[str, Diversity]]) -> None:
+    """Each setting vs the first: paired difference of each per-prompt diversity over the prompts
+    both measured (for ``.../faithful``, those with 2+ faithful images in both settings)."""
+    for record, own in zip(records[1:], diversities[1:]):
+        paired = {}
+        for metric, baseline in diversities[0].items():
+            shared = set(baseline.groups) & set(own[metric].groups) if metric in own else set()
+            if len(shared) < 2:
+                continue
+            diff, se, n_prompts = paired_diversity_difference(own[metric], baseline)
+            paired[metric] = {"difference": diff, "standard_error": se, "n_prompts": n_prompts,
+                              "z": diff / se if se > 0 else (math.inf if diff > 0 else 0.0)}
+        if paired:
+            record["paired_diversity_vs_first"] = {"baseline": records[0]["label"], "metrics": paired}
 
 
 def verdict_changes(baseline: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -380,6 +402,10 @@ def print_table(records: list[dict[str, Any]]) -> None:
             print(f"  {r['label']} vs {paired['baseline']}: attribute accuracy {paired['difference']:+.3f} "
                   f"± {paired['standard_error']:.3f} (paired SE, z={paired['z']:.1f}); all attributes right in "
                   f"{paired['fixed']} images only here, in {paired['broken']} only in the baseline")
+        diversity = r.get("paired_diversity_vs_first", {})
+        for metric, d in diversity.get("metrics", {}).items():
+            print(f"  {r['label']} vs {diversity['baseline']}: {metric} {d['difference']:+.4f} ± "
+                  f"{d['standard_error']:.4f} (paired SE over {d['n_prompts']} prompts, z={d['z']:.1f})")
 
 
 def evaluate_grid(cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: Path) -> dict[str, float]:

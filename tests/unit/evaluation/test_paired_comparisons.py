@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mjexp.evaluate import add_paired_comparisons, disagreement_grids, verdict_changes
+from evaluation.diversity import prompt_diversity
+from mjexp.evaluate import add_paired_comparisons, add_paired_diversity, disagreement_grids, verdict_changes
 
 
 def test_verdict_changes_counts_both_directions() -> None:
@@ -29,6 +30,24 @@ def test_paired_comparison_records_difference_and_changes() -> None:
     assert paired["difference"] == pytest.approx(diff.mean())
     assert paired["standard_error"] == pytest.approx(diff.std(ddof=1) / 2)
     assert (paired["baseline"], paired["fixed"], paired["broken"]) == ("g1", 2, 1)
+
+
+def test_paired_diversity_pairs_the_same_prompts() -> None:
+    """Per-prompt diversity of two settings, paired by prompt whatever order the prompts came in."""
+    e1, e2, e3 = [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]
+    # Baseline: prompt a diverse (1), b identical (0), c opposite (2). Other: a 0, b 1, c 2; "d" only here.
+    base = prompt_diversity(torch.tensor([e1, e2, e1, e1, e1, e3]), ["a", "a", "b", "b", "c", "c"])
+    other = prompt_diversity(torch.tensor([e1, e2, e1, e3, e2, e2, e1, e2]), ["b", "b", "c", "c", "a", "a", "d", "d"])
+    records = [{"label": "g1"}, {"label": "g3"}, {"label": "none"}]
+    one_shared = prompt_diversity(torch.tensor([e1, e2, e1, e2]), ["a", "a", "x", "x"])
+    add_paired_diversity(records, [{"diversity/judge": base}, {"diversity/judge": other}, {"diversity/judge": one_shared}])
+    assert records[1]["paired_diversity_vs_first"]["baseline"] == "g1"
+    paired = records[1]["paired_diversity_vs_first"]["metrics"]["diversity/judge"]
+    diff = np.array([0.0 - 1.0, 1.0 - 0.0, 2.0 - 2.0])  # a, b, c
+    assert paired["difference"] == pytest.approx(diff.mean())
+    assert paired["standard_error"] == pytest.approx(diff.std(ddof=1) / np.sqrt(3))
+    assert paired["n_prompts"] == 3
+    assert "paired_diversity_vs_first" not in records[2]  # one shared prompt: no paired SE
 
 
 def _png(path: Path, value: int) -> Path:
