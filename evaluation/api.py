@@ -95,6 +95,15 @@ def _data_diversity(features: dict[str, ReferenceFeatures], template: CaptionTem
     return prompt_diversity(judge.features, [template.render(row) for row in _rows(judge.attrs)])
 
 
+def _put_diversity(
+    name: str, diversity: Diversity, definition: Mapping[str, object], metrics: dict[str, float], params: dict[str, object]
+) -> None:
+    """``name`` and ``name/se`` into ``metrics``, the definition into ``params``."""
+    metrics[name] = diversity.mean
+    metrics[f"{name}/se"] = diversity.standard_error
+    params[name] = {**diversity.params, **definition}
+
+
 class Scorer:
     """Holds the loaded models so several settings of one evaluation reuse them."""
 
@@ -226,14 +235,10 @@ class Scorer:
             diversity = prompt_diversity(embeddings, prompts)
             if diversity is not None:
                 diversities[f"diversity/{label}"] = diversity
-                metrics[f"diversity/{label}"] = diversity.mean
-                metrics[f"diversity/{label}/se"] = diversity.standard_error
-                params[f"diversity/{label}"] = {**diversity.params, "model": model.params}
-        data_diversity = reference.diversity if reference is not None else None
-        if data_diversity is not None and f"diversity/{JUDGE}" in metrics:
-            metrics[f"diversity/{JUDGE}/data"] = data_diversity.mean
-            metrics[f"diversity/{JUDGE}/data/se"] = data_diversity.standard_error
-            params[f"diversity/{JUDGE}/data"] = {**data_diversity.params, "grouped_by": "caption of the real images"}
+                _put_diversity(f"diversity/{label}", diversity, {"model": model.params}, metrics, params)
+        if reference is not None and reference.diversity is not None and f"diversity/{JUDGE}" in metrics:
+            definition = {"grouped_by": "caption of the real images"}
+            _put_diversity(f"diversity/{JUDGE}/data", reference.diversity, definition, metrics, params)
         if attrs is not None:
             if self.judge is None or template is None:
                 raise ValueError("attribute accuracy needs the judge (judge_dir) and the prompt set's template")
@@ -247,11 +252,8 @@ class Scorer:
             )
             if diversity is not None:
                 diversities[f"diversity/{JUDGE}/faithful"] = diversity
-                metrics[f"diversity/{JUDGE}/faithful"] = diversity.mean
-                metrics[f"diversity/{JUDGE}/faithful/se"] = diversity.standard_error
-                params[f"diversity/{JUDGE}/faithful"] = {
-                    **diversity.params, "images": "only those with every attribute right (attr_acc/judge)"
-                }
+                definition = {"images": "only those with every attribute right (attr_acc/judge)"}
+                _put_diversity(f"diversity/{JUDGE}/faithful", diversity, definition, metrics, params)
             protocol = (
                 "caption retrieval against one-attribute-swapped captions" if template.multi_object
                 else "zero-shot choice among the attribute's values"
