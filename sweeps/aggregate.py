@@ -131,3 +131,18 @@ def group_arms(measurements: Sequence[Measurement], metrics: Sequence[str] | Non
         arm.costs = {c: float(np.mean([m.costs[c] for m in members if c in m.costs])) for c in cost_names}
         arms.append(arm)
     return sorted(arms, key=lambda a: [sort_key(a.factors.get(k)) for k in varying])
+
+
+def fixed_encoder_seeds(measurements: Sequence[Measurement]) -> set[str]:
+    """The domain-CLIP seeds of arms whose repeats (2+ replicates) all share one encoder seed:
+    their seed-to-seed error leaves out the text encoder's draw."""
+    groups: dict[tuple, list[Measurement]] = {}
+    for m in measurements:
+        groups.setdefault(tuple(sorted(m.factors.items())), []).append(m)
+    fixed = set()
+    for members in groups.values():
+        seeds = {m.encoder_seed for m in members}
+        if len({m.replicate for m in members}) > 1 and len(seeds) == 1 and None not in seeds:
+            fixed |= seeds
+    return fixed
+

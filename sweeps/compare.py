@@ -24,7 +24,7 @@ from typing import Sequence
 
 from mjexp.cli import reports_user_errors
 from mjexp.tracking.mlflow import configure_sqlite_busy_timeout, resolve_tracking_uri, sqlite_path
-from sweeps.aggregate import Arm, Estimate, group_arms, headline_metrics, varying_factors
+from sweeps.aggregate import Arm, Estimate, fixed_encoder_seeds, group_arms, headline_metrics, varying_factors
 from sweeps.plots import comparison_plots
 from sweeps.runs import FailedRun, measurements_from_runs, search_all_runs
 
@@ -87,7 +87,7 @@ def write_csv(arms: Sequence[Arm], varying: Sequence[str], metrics: Sequence[str
 
 def markdown(
     experiment: str, uri: str, arms: Sequence[Arm], failed: Sequence[FailedRun], metrics: Sequence[str],
-    plots: Sequence[Path], replicate_key: str,
+    plots: Sequence[Path], replicate_key: str, fixed_encoder: set[str] = frozenset(),
 ) -> str:
     single = [a for a in arms if a.single_seed]
     lines = [
@@ -104,6 +104,15 @@ def markdown(
             f"**Note:** {len(single)} of {len(arms)} arm(s) have a single seed, so they have no "
             f"seed-to-seed error (`± n/a`); only the bootstrap SE over images, which ignores training "
             f"randomness. Repeat the training with `{replicate_key}=0,1,2` for honest error bars.",
+        ]
+    if fixed_encoder and replicate_key != "text_encoder.seed":
+        seeds = ", ".join(f"`text_encoder.seed={seed}`" for seed in sorted(fixed_encoder))
+        lines += [
+            "",
+            f"**Note:** the repeats over `{replicate_key}` share one domain-CLIP text encoder ({seeds}), "
+            "so the seed errors cover the diffusion model's randomness only, not the encoder's draw "
+            "(which can matter as much; README, encoder-seed check). Repeat with "
+            "`'text_encoder.seed=${seed}'` to redraw the encoder with each seed.",
         ]
     header = ["arm", "seeds", *metrics, *COST_COLUMNS.values()]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -159,7 +168,10 @@ def compare(
     out.mkdir(parents=True, exist_ok=True)
     plots = comparison_plots(arms, varying, pick_metric(metrics, "fid"), pick_metric(metrics, "clip_score"), out)
     table = out / "comparison.md"
-    table.write_text(markdown(experiment, uri, arms, failed, metrics, plots, replicate_key), encoding="utf-8")
+    fixed_encoder = fixed_encoder_seeds(measurements)
+    table.write_text(
+        markdown(experiment, uri, arms, failed, metrics, plots, replicate_key, fixed_encoder), encoding="utf-8"
+    )
     files = [table, write_csv(arms, varying, metrics, out / "comparison.csv"), *plots]
     return Comparison(arms, failed, varying, metrics, files)
 

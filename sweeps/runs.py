@@ -35,6 +35,9 @@ class Measurement:
     metrics: dict[str, float]
     costs: dict[str, float]
     params: dict[str, str] = field(default_factory=dict)
+    # The domain CLIP's text_encoder.seed of the training run (None for other encoders): seed
+    # repeats that keep it fixed measure the diffusion model's randomness only.
+    encoder_seed: str | None = None
 
     @property
     def factors(self) -> dict[str, str]:
@@ -106,6 +109,8 @@ def measurements_from_runs(
             failed.append(FailedRun(parent_id, parent.info.run_name, parent.info.status, factors, error))
             continue
         replicate = parent.data.params.get(replicate_key)
+        domain_clip = parent.data.params.get("text_encoder.name") == "domain_clip"
+        encoder_seed = parent.data.params.get("text_encoder.seed") if domain_clip else None
         wall = run_seconds(parent)
         settings = [c for c in children.get(parent_id, []) if c.info.status == "FINISHED"] or [None]
         for child in settings:
@@ -126,6 +131,7 @@ def measurements_from_runs(
                     metrics=dict(source.data.metrics),
                     costs=costs,
                     params=dict(source.data.params),
+                    encoder_seed=encoder_seed,
                 )
             )
     return measurements, failed

@@ -18,12 +18,15 @@ Z95 = 1.959963984540054  # normal quantile of a 95 % interval
 
 def log_training(
     client: MlflowClient, experiment_id: str, overrides: dict[str, Any], settings: list[tuple[dict, dict]],
-    status: str = "FINISHED", error: str | None = None,
+    status: str = "FINISHED", error: str | None = None, params: dict[str, Any] | None = None,
 ) -> None:
-    """A parent run tagged with its overrides and one nested run per (setting, metrics)."""
+    """A parent run tagged with its overrides (and extra config ``params``) and one nested run per
+    (setting, metrics)."""
     tags = {f"override.{k}": str(v) for k, v in overrides.items()} | ({"error": error} if error else {})
     parent = client.create_run(experiment_id, tags=tags).info.run_id
     client.log_param(parent, "seed", str(overrides.get("seed", 0)))
+    for key, value in (params or {}).items():
+        client.log_param(parent, key, str(value))
     for setting, metrics in settings:
         child = client.create_run(experiment_id, tags={"mlflow.parentRunId": parent}).info.run_id
         for key, value in setting.items():
@@ -60,6 +63,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
         ({"hires.strength": s}, {"fid/judge": 5 - s, "clip_score/judge": 20 + s, "base/fid/judge": 6.0}) for s in (0.3, 0.5, 0.7)
     ])
     log_training(client, hires, {"seed": 1, "optim.lr": 1e30}, [], status="FAILED", error="NonFiniteLossError: inf")
+
+    # Seed repeats with the domain CLIP: its seed fixed at 0, or following the seed.
+    for experiment, encoder_seed in (("encoder_fixed", lambda seed: 0), ("encoder_redrawn", lambda seed: seed)):
+        experiment_id = client.create_experiment(experiment)
+        for seed in range(2):
+            log_training(client, experiment_id, {"seed": seed}, [({"guidance.scale": 3.0}, {"fid/judge": 1.0 + seed})],
+                         params={"text_encoder.name": "domain_clip", "text_encoder.seed": encoder_seed(seed)})
     return uri
 
 
@@ -99,6 +109,14 @@ def test_single_seed_arms_and_failed_runs_are_called_out(store: str, tmp_path: P
     assert "3 of 3 arm(s) have a single seed" in text and "± n/a" in text
     assert "## Unfinished training runs" in text and "optim.lr=1e+30" in text and "NonFiniteLossError: inf" in text
     assert (tmp_path / "metric_vs_hires_strength.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_seed_repeats_sharing_one_domain_clip_are_called_out(store: str, tmp_path: Path) -> None:
+    compare("encoder_fixed", store, tmp_path / "fixed")
+    assert "share one domain-CLIP text encoder (`text_encoder.seed=0`)" in (tmp_path / "fixed" / "comparison.md").read_text()
+    for experiment in ("encoder_redrawn", "samplers"):  # redrawn with the seed; no domain CLIP recorded
+        compare(experiment, store, tmp_path / experiment)
+        assert "domain-CLIP" not in (tmp_path / experiment / "comparison.md").read_text()
 
 
 def test_cli_names_a_missing_experiment_and_the_ones_there(store: str, capsys: pytest.CaptureFixture) -> None:
