@@ -6,6 +6,7 @@ It never imports ``mjexp`` (DESIGN.md, layer independence). Start with ``Scorer`
 from evaluation.api import Reference, ReferenceSet, Scorer, ScoreResult
 from evaluation.attributes import paired_difference
 from evaluation.config import EvalConfig
+from evaluation.diversity import prompt_diversity
 from evaluation.fid import frechet_distance
 from evaluation.kid import kid
 from evaluation.preflight import PreflightError, preflight
@@ -25,5 +26,6 @@ __all__ = [
     "make_record",
     "paired_difference",
     "preflight",
+    "prompt_diversity",
     "write_report",
 ]
