@@ -69,3 +69,16 @@ def test_step_noise_benchmark_prints_its_table(tmp_path: Path) -> None:
     row = next(line for line in done.stdout.splitlines() if line.startswith("| tiny"))
     values = [float(cell) for cell in row.strip("| ").split(" | ")[2:]]
     assert len(values) == 3 and all(v > 0 for v in values), row
+
+
+def test_encoder_seeds_benchmark_trains_one_encoder_per_length_and_seed(tmp_path: Path) -> None:
+    done = run_cli(
+        "benchmarks.encoder_seeds", "--steps", "2,3", "--seeds", "0,1", "--override", "debug=tiny",
+        "--override", f"text_encoder.cache_dir={tmp_path / 'cache'}", cwd=tmp_path,
+    )
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("| 2 |", "| 3 |"))]
+    assert len(rows) == 2, done.stdout
+    for row in rows:
+        accuracy = [float(cell) for cell in row.strip("| ").split(" | ")[1:3]]
+        assert all(0.0 <= a <= 1.0 for a in accuracy), row
+    assert len(list((tmp_path / "cache").glob("train-seed*"))) == 4  # 2 lengths x 2 seeds, each cached
