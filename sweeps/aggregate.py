@@ -47,12 +47,13 @@ class Arm:
 
 
 def is_headline(name: str) -> bool:
-    """``family/model`` or ``attr_acc/model/mean`` (optionally under ``base/``), not a companion or cost."""
+    """``family/model``, ``attr_acc/model/mean`` or ``diversity/model/faithful`` (optionally under
+    ``base/``), not a companion or cost."""
     core = name[len("base/") :] if name.startswith("base/") else name
     if core.startswith("cost/") or core.endswith(COMPANIONS):
         return False
     parts = core.split("/")
-    return len(parts) == 2 or (len(parts) == 3 and parts[2] == "mean")
+    return len(parts) == 2 or (len(parts) == 3 and (parts[0], parts[2]) in {("attr_acc", "mean"), ("diversity", "faithful")})
 
 
 FAMILY_ORDER = ("fid", "clip_score", "attr_acc", "diversity", "kid")

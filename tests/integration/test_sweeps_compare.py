@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from sweeps.aggregate import is_headline
 from sweeps.compare import compare, main
 
 Z95 = 1.959963984540054  # normal quantile of a 95 % interval
@@ -133,3 +134,12 @@ def test_cli_without_a_store_says_where_it_looked(tmp_path: Path, monkeypatch: p
         main(["anything"])
     assert f"no MLflow store at {tmp_path / 'mlflow.db'}" in capsys.readouterr().err
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_headline_metrics_include_accuracy_means_and_faithful_diversity() -> None:
+    names = ["fid/judge", "fid/judge/ci_low", "attr_acc/judge/mean", "attr_acc/judge/color", "diversity/judge",
+             "diversity/judge/se", "diversity/judge/faithful", "diversity/judge/faithful/se", "diversity/judge/data",
+             "base/diversity/judge/faithful", "cost/nfe"]
+    assert [n for n in names if is_headline(n)] == [
+        "fid/judge", "attr_acc/judge/mean", "diversity/judge", "diversity/judge/faithful", "base/diversity/judge/faithful"
+    ]
