@@ -38,6 +38,7 @@ from mjexp.grid import DATA_PROMPTS, expand_grid
 from mjexp.sampling.hires import SR, check_sr_model
 from mjexp.sampling.module import GuidanceSampler
 from mjexp.sampling.runtime import Runtime
+from mjexp.text.clip_train import read_metrics
 from mjexp.tracking.mlflow import Tracker
 
 def setting_label(overrides: Mapping[str, Any]) -> str:
@@ -101,6 +102,37 @@ def warn_if_captions_differ(prompt_set: PromptSet, schema: Any) -> None:
     )
 
 
+def shared_initial_weights(first: str | Path, second: str | Path) -> int | None:
+    """The seed of two trained domain CLIPs that began from identical weights, else None.
+
+    The domain-CLIP trainer draws initial weights from the seed alone, so one seed and one
+    architecture give the same start whatever the split; folders without a record (not trained
+    here) give None.
+    """
+    try:
+        keys = [read_metrics(folder).get("key") or {} for folder in (first, second)]
+    except FileNotFoundError:
+        return None
+    same = all(key.get(field) == keys[0].get(field) for key in keys for field in ("seed", "model_cfg"))
+    return keys[0].get("seed") if same and "seed" in keys[0] else None
+
+
+def check_judge_independence(judge_dir: Path, conditioning: Path) -> None:
+    """The judge must not be the model's own text encoder, nor start from its initial weights: a
+    judge that shares the encoder's init may agree with it more than with the images (README,
+    "judge independence")."""
+    if conditioning.resolve() == judge_dir.resolve():
+        raise ValueError("the judge must not be the conditioning encoder; give eval.judge its own seed")
+    seed = shared_initial_weights(judge_dir, conditioning)
+    if seed is not None:
+        warnings.warn(
+            f"the judge and the conditioning domain CLIP have the same architecture and seed ({seed}), so both "
+            "started from the same weights and the judge is not independent of the model it scores. Set "
+            "eval.judge.seed to a seed that no text_encoder.seed of the compared runs uses",
+            stacklevel=2,
+        )
+
+
 def load_prompts(cfg: DictConfig, datamodule: Any) -> PromptSet | tuple[list[str], list[dict] | None]:
     """The configured prompt set, or the reference split's own captions (``eval.prompt_set=data``)."""
     if cfg.eval.prompt_set != DATA_PROMPTS:
@@ -140,8 +172,8 @@ class ScoringContext:
         if cfg.eval.judge.enabled:
             print("Judge: domain CLIP on the judge split (trained now, or reused from the cache)...")
             judge_dir = train_or_reuse_domain_clip(cfg.eval.judge, self.datamodule, split="judge")
-            if conditioning and Path(conditioning).resolve() == judge_dir.resolve():
-                raise ValueError("the judge must not be the conditioning encoder; give eval.judge its own seed")
+            if conditioning:
+                check_judge_independence(judge_dir, Path(conditioning))
         self.scorer = Scorer(
             EvalConfig(
                 extractors=tuple(cfg.eval.features),
