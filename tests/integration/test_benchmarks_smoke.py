@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from benchmarks.harness import interleaved, peak_memory_bytes
+from benchmarks.judge_similarity import linear_cka, weight_cosine
 from benchmarks.networks import diffusers_call, flops, make_inputs, matching_diffusers_unet, our_call, preset_spec
 from cli_helpers import run_cli
 from mjexp.diffusion.unet import UNet
@@ -82,3 +83,27 @@ def test_encoder_seeds_benchmark_trains_one_encoder_per_length_and_seed(tmp_path
         accuracy = [float(cell) for cell in row.strip("| ").split(" | ")[1:3]]
         assert all(0.0 <= a <= 1.0 for a in accuracy), row
     assert len(list((tmp_path / "cache").glob("train-seed*"))) == 4  # 2 lengths x 2 seeds, each cached
+
+    # The same folders through benchmarks.judge_similarity, a seed-0 encoder standing in for the judge.
+    judge, *_ = sorted((tmp_path / "cache").glob("train-seed0-*"))
+    encoders = sorted((tmp_path / "cache").glob("train-seed*"))
+    done = run_cli("benchmarks.judge_similarity", "--judges", str(judge), "--encoders", *map(str, encoders), cwd=tmp_path)
+    cells = {row.split(" | ")[0].strip("| "): row.strip("| ").split(" | ")[4] for row in done.stdout.splitlines()
+             if row.startswith("| train-seed")}
+    assert len(cells) == 4, done.stdout
+    assert cells[judge.name] == "1.000 / 1.000"
+    cosines = {name: float(cell.split(" / ")[0]) for name, cell in cells.items()}
+    assert all(cosines[name] > 0.99 for name in cosines if name.startswith("train-seed0")), cells  # one start
+    assert all(cosines[name] < 0.9 for name in cosines if name.startswith("train-seed1")), cells
+
+
+def test_linear_cka_and_weight_cosine_against_their_invariances() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 16, generator=g)
+    rotation, _ = torch.linalg.qr(torch.randn(16, 16, generator=g))
+    assert linear_cka(x, 3.0 * x @ rotation + 5.0) == pytest.approx(1.0)  # rotation, scale and shift
+    assert linear_cka(x, torch.randn(200, 16, generator=g)) < 0.2  # unrelated features
+    state = {"a": torch.randn(4, 3, generator=g), "b": torch.randn(5, generator=g)}
+    assert weight_cosine(state, {k: 2 * v for k, v in state.items()}) == pytest.approx(1.0)
+    assert weight_cosine(state, {k: -v for k, v in state.items()}) == pytest.approx(-1.0)
+    assert weight_cosine(state, {"a": state["a"], "b": torch.randn(6)}) == pytest.approx(1.0)  # shared tensors only
