@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from sweeps.runs import Measurement
+from sweeps.runs import JUDGE_WEIGHTS_PARAM, Measurement
 
 COMPANIONS = ("/ci_low", "/ci_high", "/se", "/std")
 DEFAULT_LEVEL = 0.95  # bootstrap interval level when a run does not record its own
@@ -147,3 +147,18 @@ def fixed_encoder_seeds(measurements: Sequence[Measurement]) -> set[str]:
             fixed |= seeds
     return fixed
 
+
+def judges_of_arms(arms: Sequence[Arm], measurements: Sequence[Measurement]) -> dict[str, list[str]]:
+    """The judges (weights SHA-256) that scored the judge metrics, each with the labels of its arms.
+
+    Each judge draw reads the same images at its own level, so arms scored by different judges
+    are measured with different instruments."""
+    by_factors: dict[tuple, set[str]] = {}
+    for m in measurements:
+        if JUDGE_WEIGHTS_PARAM in m.params:
+            by_factors.setdefault(tuple(sorted(m.factors.items())), set()).add(m.params[JUDGE_WEIGHTS_PARAM])
+    judges: dict[str, list[str]] = {}
+    for arm in arms:
+        for sha in sorted(by_factors.get(tuple(sorted(arm.factors.items())), ())):
+            judges.setdefault(sha, []).append(arm.label)
+    return judges

@@ -24,7 +24,9 @@ from typing import Sequence
 
 from mjexp.cli import reports_user_errors
 from mjexp.tracking.mlflow import configure_sqlite_busy_timeout, resolve_tracking_uri, sqlite_path
-from sweeps.aggregate import Arm, Estimate, fixed_encoder_seeds, group_arms, headline_metrics, varying_factors
+from sweeps.aggregate import (
+    Arm, Estimate, fixed_encoder_seeds, group_arms, headline_metrics, judges_of_arms, varying_factors,
+)
 from sweeps.plots import comparison_plots
 from sweeps.runs import FailedRun, measurements_from_runs, search_all_runs
 
@@ -88,6 +90,7 @@ def write_csv(arms: Sequence[Arm], varying: Sequence[str], metrics: Sequence[str
 def markdown(
     experiment: str, uri: str, arms: Sequence[Arm], failed: Sequence[FailedRun], metrics: Sequence[str],
     plots: Sequence[Path], replicate_key: str, fixed_encoder: set[str] = frozenset(),
+    judges: dict[str, list[str]] | None = None,
 ) -> str:
     single = [a for a in arms if a.single_seed]
     lines = [
@@ -112,7 +115,18 @@ def markdown(
             f"**Note:** the repeats over `{replicate_key}` share one domain-CLIP text encoder ({seeds}), "
             "so the seed errors cover the diffusion model's randomness only, not the encoder's draw "
             "(which can matter as much; README, encoder-seed check). Repeat with "
-            "`'text_encoder.seed=${seed}'` to redraw the encoder with each seed.",
+            "`'text_encoder.seed=${seed}'` to redraw the encoder with each seed, and keep `eval.judge.seed` "
+            "out of the swept seeds (README, judge independence).",
+        ]
+    if judges and len(judges) > 1:
+        scored = "; ".join(
+            f"`{sha[:12]}` scored {len(labels)} arm(s), e.g. *{labels[0]}*" for sha, labels in judges.items()
+        )
+        lines += [
+            "",
+            f"**Note:** the judge metrics come from {len(judges)} different judges ({scored}). Each judge "
+            "reads the same images at its own level (README, judge independence), so compare arms "
+            "scored by one judge.",
         ]
     header = ["arm", "seeds", *metrics, *COST_COLUMNS.values()]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -170,7 +184,11 @@ def compare(
     table = out / "comparison.md"
     fixed_encoder = fixed_encoder_seeds(measurements)
     table.write_text(
-        markdown(experiment, uri, arms, failed, metrics, plots, replicate_key, fixed_encoder), encoding="utf-8"
+        markdown(
+            experiment, uri, arms, failed, metrics, plots, replicate_key, fixed_encoder,
+            judges_of_arms(arms, measurements),
+        ),
+        encoding="utf-8",
     )
     files = [table, write_csv(arms, varying, metrics, out / "comparison.csv"), *plots]
     return Comparison(arms, failed, varying, metrics, files)

@@ -16,6 +16,8 @@ from typing import Any, Iterable
 OVERRIDE_TAG = "override."
 PARENT_TAG = "mlflow.parentRunId"
 SETTING_PARAM = "setting."
+# What mjexp.evaluate logs of the judge that scored a setting (``metric_definitions`` params).
+JUDGE_WEIGHTS_PARAM = "metric_definitions.judge/weights_sha256"
 COST_METRICS = {
     "generation_s": "cost/generation_seconds",
     "images_per_s": "cost/images_per_second",

@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from sweeps.aggregate import is_headline
 from sweeps.compare import compare, main
+from sweeps.runs import JUDGE_WEIGHTS_PARAM
 
 Z95 = 1.959963984540054  # normal quantile of a 95 % interval
 
@@ -20,9 +21,10 @@ Z95 = 1.959963984540054  # normal quantile of a 95 % interval
 def log_training(
     client: MlflowClient, experiment_id: str, overrides: dict[str, Any], settings: list[tuple[dict, dict]],
     status: str = "FINISHED", error: str | None = None, params: dict[str, Any] | None = None,
+    child_params: dict[str, Any] | None = None,
 ) -> None:
     """A parent run tagged with its overrides (and extra config ``params``) and one nested run per
-    (setting, metrics)."""
+    (setting, metrics), each with ``child_params``."""
     tags = {f"override.{k}": str(v) for k, v in overrides.items()} | ({"error": error} if error else {})
     parent = client.create_run(experiment_id, tags=tags).info.run_id
     client.log_param(parent, "seed", str(overrides.get("seed", 0)))
@@ -32,6 +34,8 @@ def log_training(
         child = client.create_run(experiment_id, tags={"mlflow.parentRunId": parent}).info.run_id
         for key, value in setting.items():
             client.log_param(child, f"setting.{key}", str(value))
+        for key, value in (child_params or {}).items():
+            client.log_param(child, key, str(value))
         for key, value in metrics.items():
             client.log_metric(child, key, value)
         client.set_terminated(child)
@@ -70,7 +74,15 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
         experiment_id = client.create_experiment(experiment)
         for seed in range(2):
             log_training(client, experiment_id, {"seed": seed}, [({"guidance.scale": 3.0}, {"fid/judge": 1.0 + seed})],
-                         params={"text_encoder.name": "domain_clip", "text_encoder.seed": encoder_seed(seed)})
+                         params={"text_encoder.name": "domain_clip", "text_encoder.seed": encoder_seed(seed)},
+                         child_params={JUDGE_WEIGHTS_PARAM: "a" * 64})
+
+    # Arms scored by two judges (another eval.judge.seed), each arm with two seeds.
+    judges = client.create_experiment("judges")
+    for judge_seed, sha in ((1, "a" * 64), (2, "b" * 64)):
+        for seed in range(2):
+            log_training(client, judges, {"seed": seed, "eval.judge.seed": judge_seed},
+                         [({"guidance.scale": 3.0}, {"attr_acc/judge/mean": 0.9})], child_params={JUDGE_WEIGHTS_PARAM: sha})
     return uri
 
 
@@ -118,6 +130,16 @@ def test_seed_repeats_sharing_one_domain_clip_are_called_out(store: str, tmp_pat
     for experiment in ("encoder_redrawn", "samplers"):  # redrawn with the seed; no domain CLIP recorded
         compare(experiment, store, tmp_path / experiment)
         assert "domain-CLIP" not in (tmp_path / experiment / "comparison.md").read_text()
+
+
+def test_arms_scored_by_different_judges_are_called_out(store: str, tmp_path: Path) -> None:
+    compare("judges", store, tmp_path / "judges")
+    text = (tmp_path / "judges" / "comparison.md").read_text()
+    assert ("come from 2 different judges (`aaaaaaaaaaaa` scored 1 arm(s), e.g. *eval.judge.seed=1*; "
+            "`bbbbbbbbbbbb` scored 1 arm(s), e.g. *eval.judge.seed=2*)") in text
+    for experiment in ("encoder_fixed", "samplers"):  # one judge; no judge recorded
+        compare(experiment, store, tmp_path / experiment)
+        assert "different judges" not in (tmp_path / experiment / "comparison.md").read_text()
 
 
 def test_cli_names_a_missing_experiment_and_the_ones_there(store: str, capsys: pytest.CaptureFixture) -> None:
