@@ -235,6 +235,7 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
 
             clip_metrics = read_metrics(clip_path)
             tracker.log_metrics({"text_encoder/val_retrieval_top1": clip_metrics["val_retrieval_top1"]})
+            print(f"  {clip_path.name}: val image->text retrieval top-1 {clip_metrics['val_retrieval_top1']:.3f}")
             resolved["text_encoder"]["path"] = str(clip_path.resolve())  # a .ckpt works from any folder
         encoder = build_text_encoder(cfg.text_encoder, domain_clip_path=clip_path)
         # Seeded again: training a domain CLIP moves random states that reusing its cached copy

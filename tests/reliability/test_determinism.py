@@ -50,11 +50,17 @@ def test_same_seed_and_config_give_identical_exported_weights(trained: Path, tmp
         assert (tmp_path / "again" / "export" / name).read_bytes() == (trained / "export" / name).read_bytes(), name
 
 
-def test_weights_do_not_depend_on_whether_the_domain_clip_was_trained_or_reused(tmp_path: Path) -> None:
-    """The first run trains the text encoder into an empty cache, the second reuses it."""
+def test_weights_do_not_depend_on_whether_the_domain_clip_was_trained_or_reused(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The first run trains the text encoder into an empty cache, the second reuses it; both
+    print the encoder's retrieval accuracy."""
     clip = ("text_encoder=domain_clip", f"text_encoder.cache_dir={tmp_path / 'clip-cache'}")
-    train(tmp_path / "trained-clip", *clip)
-    train(tmp_path / "reused-clip", *clip)
+    reports = []
+    for name in ("trained-clip", "reused-clip"):
+        train(tmp_path / name, *clip)
+        reports.append([line for line in capsys.readouterr().out.splitlines() if "val image->text retrieval" in line])
+    assert len(reports[0]) == 1 and reports[0] == reports[1], reports
     for name in ("ema.safetensors", "raw.safetensors"):
         assert (tmp_path / "trained-clip" / "export" / name).read_bytes() == (
             tmp_path / "reused-clip" / "export" / name
