@@ -140,6 +140,7 @@ class DomainClipTextConfig(TextEncoderConfig):
     weight_decay: float = 0.1
     warmup_steps: int = 50
     multi_positive: bool = True
+    augment: bool = False  # photometric jitter of training images (for a judge of guided samples)
     # Caption noise of the encoder's own training captions (shapes data): None = data.caption_noise;
     # 0 = an encoder trained on clean captions, like a pretrained CLIP beside noisy diffusion data.
     caption_noise: Optional[float] = None

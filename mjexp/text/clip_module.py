@@ -26,6 +26,7 @@ from open_clip.loss import ClipLoss
 from open_clip.model import CLIP
 from open_clip.tokenizer import SimpleTokenizer
 
+from mjexp.text.photometric import photometric_jitter
 from mjexp.text.tokens import tokenize_checked
 
 LOGIT_SCALE_MAX = math.log(100.0)  # open_clip's training clamp of the learned temperature
@@ -54,6 +55,9 @@ class DomainClipConfig:
     weight_decay: float = 0.1
     warmup_steps: int = 50
     multi_positive: bool = True
+    # Photometric jitter of the training images (mjexp.text.photometric): for a judge that must
+    # read over-saturated, high-contrast samples of strong guidance as it reads real images.
+    augment: bool = False
 
     def __post_init__(self) -> None:
         positive = ("embed_dim", "width", "vision_layers", "text_layers", "heads", "steps", "batch_size")
@@ -128,7 +132,8 @@ class TextEncoderModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         ids = self.tokenize(batch["text"])
-        image_features, text_features, logit_scale = self.clip(batch["image"], ids)
+        images = photometric_jitter(batch["image"]) if self.config.augment else batch["image"]
+        image_features, text_features, logit_scale = self.clip(images, ids)
         # one group per row makes every target one-hot: the plain CLIP loss
         groups = ids if self.config.multi_positive else torch.arange(len(ids), device=ids.device)[:, None]
         loss = self.loss(image_features, text_features, logit_scale, groups)

@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
 from mjexp.data.module import collate
-from mjexp.text import clip_module
+from mjexp.text import clip_module, photometric
 from mjexp.text.clip_module import DomainClipConfig, TextEncoderModule
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def read_metrics(folder: str | os.PathLike) -> dict:
 
 def code_version() -> str:
     """Hash of the code that defines the model and its training (edits invalidate the cache)."""
-    sources = b"".join(Path(path).read_bytes() for path in (clip_module.__file__, __file__))
+    sources = b"".join(Path(path).read_bytes() for path in (clip_module.__file__, photometric.__file__, __file__))
     return f"open_clip {open_clip.__version__}/" + hashlib.sha256(sources).hexdigest()[:12]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import open_clip
@@ -11,7 +12,7 @@ import torch
 from open_clip.loss import ClipLoss
 from PIL import Image
 
-from mjexp.text import clip_train
+from mjexp.text import clip_module, clip_train
 from mjexp.text.clip_module import DomainClipConfig, MultiPositiveClipLoss
 from mjexp.text.clip_train import read_metrics, train_domain_clip
 from mjexp.text.encoders import build_text_encoder
@@ -86,6 +87,16 @@ def test_cache_key_changes_with_seed_split_and_data(trained, quadrant_loaders, m
         with pytest.raises(Retrained):
             train_domain_clip(v["data"], CONFIG, cache, split=v["split"], seed=v["seed"])
     assert len(calls) == 3
+
+
+def test_augmented_training_is_its_own_cache_entry_and_still_learns(trained, quadrant_loaders, monkeypatch):
+    cache, folder = trained
+    jittered, jitter = [], clip_module.photometric_jitter
+    monkeypatch.setattr(clip_module, "photometric_jitter", lambda images: jittered.append(len(images)) or jitter(images))
+    augmented = train_domain_clip(quadrant_loaders, replace(CONFIG, augment=True), cache, seed=0)
+    assert augmented != folder and read_metrics(augmented)["key"]["config"]["augment"] is True
+    assert len(jittered) == CONFIG.steps  # every training batch, never the val batches
+    assert read_metrics(augmented)["val_retrieval_top1"] >= 0.9
 
 
 def test_local_dir_round_trip_loads_without_mjexp(trained, quadrant_loaders):
