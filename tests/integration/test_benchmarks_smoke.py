@@ -6,10 +6,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from benchmarks.harness import interleaved, peak_memory_bytes
+from benchmarks.judge_robustness import PERTURBATIONS, colour_statistics
 from benchmarks.judge_similarity import linear_cka, weight_cosine
 from benchmarks.networks import diffusers_call, flops, make_inputs, matching_diffusers_unet, our_call, preset_spec
 from cli_helpers import run_cli
@@ -95,6 +98,27 @@ def test_encoder_seeds_benchmark_trains_one_encoder_per_length_and_seed(tmp_path
     cosines = {name: float(cell.split(" / ")[0]) for name, cell in cells.items()}
     assert all(cosines[name] > 0.99 for name in cosines if name.startswith("train-seed0")), cells  # one start
     assert all(cosines[name] < 0.9 for name in cosines if name.startswith("train-seed1")), cells
+
+    # And through benchmarks.judge_robustness, with a folder of "generated" images to describe.
+    pngs = tmp_path / "generated"
+    pngs.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((16, 16, 3), 60 * i, dtype=np.uint8)).save(pngs / f"{i}.png")
+    done = run_cli("benchmarks.judge_robustness", "--judges", str(judge), "--images", "16", "--prompt-set",
+                   "shapes_single_v1", "--generated", str(pngs), "--override", "debug=tiny", cwd=tmp_path)
+    rows = [row.strip("| ").split(" | ") for row in done.stdout.splitlines() if row.startswith("| ")]
+    accuracy = {row[0]: [float(v) for v in row[1].split(" / ")] for row in rows if len(row) == 2}
+    assert set(accuracy) == set(PERTURBATIONS) and all(0 <= v <= 1 for vs in accuracy.values() for v in vs), done.stdout
+    described = {row[0]: row[1] for row in rows if len(row) == 6}
+    assert described == {"real test images": "16", str(pngs): "3"}, done.stdout
+
+
+def test_colour_statistics_by_hand() -> None:
+    image = torch.zeros(1, 3, 2, 2, dtype=torch.uint8)
+    image[0, :, 0, :] = torch.tensor([255, 0, 0], dtype=torch.uint8).view(3, 1)  # bright red row
+    image[0, :, 1, :] = torch.tensor([20, 30, 20], dtype=torch.uint8).view(3, 1)  # dark, slightly green
+    stats = colour_statistics(image)
+    assert stats == {"bright share": 0.5, "bright chroma": 255.0, "dark chroma": 10.0, "dark value": 30.0}
 
 
 def test_linear_cka_and_weight_cosine_against_their_invariances() -> None:
