@@ -107,6 +107,7 @@ def test_encoder_seeds_benchmark_trains_one_encoder_per_length_and_seed(tmp_path
     done = run_cli("benchmarks.judge_robustness", "--judges", str(judge), "--images", "16", "--prompt-set",
                    "shapes_single_v1", "--generated", str(pngs), "--override", "debug=tiny", cwd=tmp_path)
     rows = [row.strip("| ").split(" | ") for row in done.stdout.splitlines() if row.startswith("| ")]
+    rows = [row for row in rows if row[0] != "images"]  # not the header rows
     accuracy = {row[0]: [float(v) for v in row[1].split(" / ")] for row in rows if len(row) == 2}
     assert set(accuracy) == set(PERTURBATIONS) and all(0 <= v <= 1 for vs in accuracy.values() for v in vs), done.stdout
     described = {row[0]: row[1] for row in rows if len(row) == 6}
