@@ -12,7 +12,7 @@ PYTEST_WORKERS ?= 2
 # elsewhere it is skipped with the reason. MJEXP_REQUIRE_BROWSER=0 skips it anyway.
 MJEXP_REQUIRE_BROWSER ?= $(if $(shell command -v apt-get),1,0)
 
-.PHONY: install demo test test-full ui browser clean
+.PHONY: install demo test test-full ui browser clean gpu-bundle
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,16 @@ test-full: install browser
 
 ui: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+# Pure-Python wheels that a bare CUDA image with torch, lightning and transformers lacks, for one
+# offline GPU run of `benchmarks/gpu_check.sh` (BENCHMARKS.md, "GPU"). Versions are the ones
+# this environment runs.
+GPU_WHEELS := diffusers==0.42.1 open_clip_torch==3.3.0 torch-fidelity==0.4.0 omegaconf==2.3.1 \
+	hydra-core==1.3.8 ftfy==6.3.1 wcwidth==0.9.4 importlib_metadata==9.1.0
+gpu-bundle: install
+	rm -rf .whl && mkdir .whl
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d .whl $(GPU_WHEELS)
+	$(PY) -m pip wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3
 
 clean:
 	rm -rf outputs multirun comparisons .pytest_cache
