@@ -2,7 +2,8 @@
 
 Lightning attaches its own console handler when it is imported before Hydra configures logging,
 so every Lightning message would print twice (its handler and Hydra's); open_clip logs a dozen
-INFO lines on the root logger per model load; Lightning advertises a cloud logger and warns that
+INFO lines on the root logger per model load; Lightning repeats its device banner ("GPU available:
+...") for every internal Trainer (one per evaluation setting), advertises a cloud logger and warns that
 frozen submodules (the conditioning encoder, the EMA copy) are in eval mode, which is intended
 here; a fresh MLflow store logs its migrations. Warnings and errors from every library still get through.
 """
@@ -21,13 +22,30 @@ _EXPECTED_WARNINGS = (
 )
 
 
+# Lightning's device banner: the same lines at every Trainer's construction and launch.
+_BANNER_PREFIXES = ("GPU available:", "TPU available:", "HPU available:", "LOCAL_RANK:")
+
+
 class _DropChatter(logging.Filter):
-    """Drops open_clip's INFO records and Lightning's advertising tip."""
+    """Drops open_clip's INFO records and Lightning's advertising tip, and passes each distinct
+    line of Lightning's device banner once (per handler: a handler has its own filter)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._banner_seen: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING and "open_clip" in record.pathname:
+        if record.levelno >= logging.WARNING:
+            return True
+        if "open_clip" in record.pathname:
             return False
-        return not str(record.msg).startswith("💡 Tip")
+        message = record.getMessage()
+        if message.startswith(_BANNER_PREFIXES):
+            if message in self._banner_seen:
+                return False
+            self._banner_seen.add(message)
+            return True
+        return not message.startswith("💡 Tip")
 
 
 def quiet_third_party_logs() -> None:

@@ -36,6 +36,22 @@ def test_lightning_messages_reach_the_root_handler_once(root_stream: io.StringIO
     assert logging.getLogger("lightning.pytorch").handlers == []
 
 
+def test_lightning_device_banner_prints_once_per_distinct_line(root_stream: io.StringIO) -> None:
+    """Every internal Trainer (one per evaluation setting) logs the banner again."""
+    quiet_third_party_logs()
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    for _ in range(3):
+        rank_zero.info("GPU available: False, used: False")
+        rank_zero.info("TPU available: False, using: 0 TPU cores")
+        rank_zero.info("Trainer.fit stopped: max_steps=5 reached.")
+    rank_zero.info("GPU available: True (cuda), used: True")
+    out = root_stream.getvalue()
+    assert out.count("GPU available: False, used: False") == 1
+    assert out.count("TPU available: False") == 1
+    assert out.count("GPU available: True (cuda), used: True") == 1  # a different line still shows
+    assert out.count("Trainer.fit stopped") == 3  # other messages are not deduplicated
+
+
 def test_chatter_is_dropped_but_warnings_pass(root_stream: io.StringIO) -> None:
     quiet_third_party_logs()
     logger = logging.getLogger("any")
