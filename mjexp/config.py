@@ -223,7 +223,7 @@ class TrainerConfig:
     checkpoint_every_n_steps: int = 250
     sample_every_n_steps: int = 0
     num_sanity_val_steps: int = 0
-    limit_val_batches: Any = 1.0
+    limit_val_batches: Any = None  # None: all (Lightning's default, without its notice); int: batches; float: share
     enable_progress_bar: bool = True
     compile: bool = False  # torch.compile the U-Net for training (pays off on long GPU runs)
 
