@@ -12,7 +12,8 @@ prompt template are those of ``python -m mjexp.train`` with the overrides (defau
 experiment). Prints a Markdown table of per-attribute accuracy; with ``--generated`` (folders of
 PNGs, e.g. an evaluation's ``generated/<setting>/images``) also how saturated and contrasted
 those samples are next to the real images, and which share of them is noise rather than a scene
-(:func:`noise_share`: an eps model's deterministic samples, README "Why these defaults").
+(:func:`evaluation.roughness.noise_share`, as ``mjexp.eval`` reports it: an eps model's
+deterministic samples, README "Why these defaults").
 """
 
 from __future__ import annotations
@@ -60,22 +61,6 @@ def colour_statistics(images: torch.Tensor) -> dict[str, float]:
     }
 
 
-def roughness(images: torch.Tensor) -> torch.Tensor:
-    """Per image of a uint8 (N, 3, H, W) batch: the mean absolute difference of horizontally and
-    vertically neighbouring pixel values, in [0, 1] (0: flat; 1: a black-white checkerboard)."""
-    x = images.double() / 255
-    across = (x[..., :, 1:] - x[..., :, :-1]).abs().mean(dim=(1, 2, 3))
-    down = (x[..., 1:, :] - x[..., :-1, :]).abs().mean(dim=(1, 2, 3))
-    return (across + down) / 2
-
-
-def noise_share(images: torch.Tensor, real: torch.Tensor, factor: float = 2.0) -> float:
-    """Share of ``images`` rougher than ``factor`` times the roughest of the ``real`` images. Scenes
-    of flat shapes on a flat background stay below it (guidance sharpens edges: up to 1.5x on the
-    default model at scale 7.5); per-pixel noise is far above it."""
-    return float((roughness(images) > factor * roughness(real).max()).double().mean())
-
-
 def load_pngs(folder: Path) -> torch.Tensor:
     files = sorted(folder.glob("*.png"))
     if not files:
@@ -97,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from evaluation.attributes import attribute_accuracy
     from evaluation.images import to_uint8
     from evaluation.judge import load_judge
+    from evaluation.roughness import noise_share, roughness
     from mjexp.builders import build_datamodule
     from mjexp.log_noise import quiet_third_party_logs
 
@@ -132,13 +118,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
     if args.generated:
         sets = {"real test images": images, **{str(folder): load_pngs(folder) for folder in args.generated}}
-        stats = {name: {**colour_statistics(batch), "noise share": noise_share(batch, images)}
+        real_roughness = roughness(images)
+        stats = {name: {**colour_statistics(batch), "noise share": noise_share(batch, real_roughness).value}
                  for name, batch in sets.items()}
         columns = list(next(iter(stats.values())))
         print("\n| images | n | " + " | ".join(columns) + " |")
         print("|---|---|" + "---|" * len(columns))
         for name, values in stats.items():
-            print(f"| {name} | {len(sets[name])} | " + " | ".join(f"{values[c]:.3g}" for c in columns) + " |")
+            print(f"| {name} | {len(sets[name])} | " + " | ".join("n/a" if values[c] is None else f"{values[c]:.3g}" for c in columns) + " |")
     return 0
 
 

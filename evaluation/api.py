@@ -32,6 +32,7 @@ from evaluation.judge import JUDGE, Validity, judge_validity
 from evaluation.preflight import Plan, preflight
 from evaluation.prompt_sets import CaptionTemplate
 from evaluation.refstats import ReferenceCache, ReferenceFeatures, ReferenceKey
+from evaluation.roughness import noise_share, roughness
 
 Batch = Mapping[str, object]
 
@@ -58,6 +59,11 @@ class Reference:
     validity: Validity | None
     # The judge's per-caption diversity of the real images (needs their attrs and the template).
     diversity: Diversity | None = None
+
+    @property
+    def roughness(self) -> torch.Tensor | None:
+        """Per reference image (the same in every extractor's cache entry); None without features."""
+        return next(iter(self.features.values())).roughness if self.features else None
 
 
 @dataclass
@@ -149,17 +155,21 @@ class Scorer:
 
     def _reference_features(
         self, reference: ReferenceSet, names: list[str]
-    ) -> dict[str, tuple[torch.Tensor, dict[str, list] | None]]:
-        """One pass over the reference batches for every extractor in ``names``; also collects attrs."""
+    ) -> dict[str, tuple[torch.Tensor, dict[str, list] | None, torch.Tensor]]:
+        """One pass over the reference batches for every extractor in ``names``; also collects
+        attrs and each image's roughness."""
         chunks: dict[str, list[torch.Tensor]] = {name: [] for name in names}
         attrs: dict[str, list] = {}
+        roughness_chunks: list[torch.Tensor] = []
         for batch in reference.batches():
             images, _ = to_uint8(batch["image"], "reference images")
+            roughness_chunks.append(roughness(images))
             for name in names:
                 chunks[name].append(self.features(name, images))
             for attr, values in dict(batch.get("attrs") or {}).items():
                 attrs.setdefault(attr, []).extend(values)
-        return {name: (torch.cat(chunks[name]), attrs or None) for name in names}
+        reference_roughness = torch.cat(roughness_chunks)
+        return {name: (torch.cat(chunks[name]), attrs or None, reference_roughness) for name in names}
 
     def _validity(
         self, reference: ReferenceSet, features: dict[str, ReferenceFeatures], template: CaptionTemplate | None
@@ -222,6 +232,11 @@ class Scorer:
                 )
                 metrics.update(values)
                 params.update({key: {**value, **extractor.params} for key, value in definitions.items()})
+            if reference.roughness is not None:
+                noise = noise_share(pixels, reference.roughness)
+                params["noise_share"] = noise.params
+                if noise.value is not None:
+                    metrics["noise_share"], metrics["noise_share/se"] = noise.value, noise.standard_error
         convention = ClipScoreConvention(self.config.clip_score_weight, self.config.prompt_prefix)
         scorers = [(JUDGE, self.judge, judge_embeddings)] if self.judge is not None else []
         scorers += [(label, model, None) for label, model in self.clip_models.items()]

@@ -4,7 +4,9 @@ The key covers everything that changes the numbers: the dataset's fingerprint (i
 including the renderer version), split, resolution, extractor with its weights' hash and
 preprocessing, the quantisation policy, the sample count and this code's version. torch-fidelity
 names its cache by input name only, so a changed renderer would silently reuse stale statistics;
-here any change is a different file. Files are safetensors (no pickle) written atomically.
+here any change is a different file. Files are safetensors (no pickle) written atomically. Each
+file also holds the reference images' roughness (:mod:`evaluation.roughness`), which needs only
+the pixels but is stored beside every extractor's features so that no cache hit re-reads images.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from safetensors.torch import save_file
 from evaluation.fid import GaussianStats
 
 # Bump when feature extraction, quantisation or the stored statistics change meaning.
-CODE_VERSION = "evaluation-refstats-1"
+CODE_VERSION = "evaluation-refstats-2"  # 2: per-image roughness stored
 
 
 def canonical_json(value: object) -> str:
@@ -50,15 +52,17 @@ class ReferenceKey:
 
 @dataclass(frozen=True)
 class ReferenceFeatures:
-    """Features (n, d) of the reference images, their float64 Gaussian stats, and their attributes."""
+    """Features (n, d) of the reference images, their float64 Gaussian stats, their attributes
+    and their roughness (n,)."""
 
     features: torch.Tensor
     stats: GaussianStats
     attrs: dict[str, list] | None
+    roughness: torch.Tensor
     path: Path
 
 
-Compute = Callable[[], tuple[torch.Tensor, dict[str, list] | None]]
+Compute = Callable[[], tuple[torch.Tensor, dict[str, list] | None, torch.Tensor]]
 
 
 class ReferenceCache:
@@ -74,20 +78,25 @@ class ReferenceCache:
         path = self.path(key)
         if path.is_file():
             return self._read(path)
-        features, attrs = compute()
-        if len(features) != key.n:
-            raise ValueError(f"reference produced {len(features)} feature rows, the key says n={key.n}")
+        features, attrs, roughness = compute()
+        if len(features) != key.n or len(roughness) != key.n:
+            raise ValueError(
+                f"reference produced {len(features)} feature rows and {len(roughness)} roughness values, "
+                f"the key says n={key.n}"
+            )
         stats = GaussianStats.from_features(features)
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tensors = {"features": features.float().contiguous(), "mu": stats.mu.cpu(), "sigma": stats.sigma.cpu().contiguous()}
+        tensors = {"features": features.float().contiguous(), "mu": stats.mu.cpu(), "sigma": stats.sigma.cpu().contiguous(),
+                   "roughness": roughness.double().cpu().contiguous()}
         save_file(tensors, str(tmp), metadata={"key": canonical_json(asdict(key)), "attrs": json.dumps(attrs)})
         os.replace(tmp, path)
-        return ReferenceFeatures(tensors["features"], stats, attrs, path)
+        return ReferenceFeatures(tensors["features"], stats, attrs, tensors["roughness"], path)
 
     @staticmethod
     def _read(path: Path) -> ReferenceFeatures:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata()
-            features, mu, sigma = (handle.get_tensor(name) for name in ("features", "mu", "sigma"))
-        return ReferenceFeatures(features, GaussianStats(mu, sigma, len(features)), json.loads(metadata["attrs"]), path)
+            features, mu, sigma, roughness = (handle.get_tensor(n) for n in ("features", "mu", "sigma", "roughness"))
+        stats = GaussianStats(mu, sigma, len(features))
+        return ReferenceFeatures(features, stats, json.loads(metadata["attrs"]), roughness, path)

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from benchmarks.harness import interleaved, peak_memory_bytes
-from benchmarks.judge_robustness import PERTURBATIONS, colour_statistics, noise_share, roughness
+from benchmarks.judge_robustness import PERTURBATIONS, colour_statistics
 from benchmarks.judge_similarity import linear_cka, weight_cosine
 from benchmarks.networks import diffusers_call, flops, make_inputs, matching_diffusers_unet, our_call, preset_spec
 from cli_helpers import run_cli
@@ -120,20 +120,6 @@ def test_colour_statistics_by_hand() -> None:
     image[0, :, 1, :] = torch.tensor([20, 30, 20], dtype=torch.uint8).view(3, 1)  # dark, slightly green
     stats = colour_statistics(image)
     assert stats == {"bright share": 0.5, "bright chroma": 255.0, "dark chroma": 10.0, "dark value": 30.0}
-
-
-def test_roughness_and_noise_share_by_hand() -> None:
-    flat = torch.full((1, 3, 4, 4), 40, dtype=torch.uint8)
-    checker = ((torch.arange(4).view(4, 1) + torch.arange(4).view(1, 4)) % 2 * 255).to(torch.uint8)
-    checker = checker.expand(1, 3, 4, 4)
-    edge = flat.clone()
-    edge[..., :, 2:] = 91  # one vertical edge of 51/255 = 0.2: 1 of 3 horizontal steps, no vertical
-    assert roughness(flat).tolist() == [0.0]
-    assert roughness(checker).tolist() == [1.0]
-    assert roughness(edge).item() == pytest.approx(0.2 / 3 / 2)
-    generated = torch.cat([flat, checker, edge, checker])
-    assert noise_share(generated, real=torch.cat([flat, edge])) == 0.5  # the two checkerboards
-    assert noise_share(generated, real=checker) == 0.0  # nothing is twice as rough as the roughest real
 
 
 def test_linear_cka_and_weight_cosine_against_their_invariances() -> None:

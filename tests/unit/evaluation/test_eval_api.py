@@ -18,6 +18,7 @@ from evaluation import EvalConfig, PreflightError, ReferenceSet, Scorer, api, ma
 from evaluation.attributes import AttributeAccuracy
 from evaluation.diversity import prompt_diversity
 from evaluation.images import to_uint8
+from evaluation.roughness import roughness
 
 TINY_NAME = "evaltiny"
 
@@ -93,8 +94,16 @@ def test_score_reference_validity_and_report(judge_dir: Path, tiny_clip_file: Pa
         "attr_acc/judge/color", "attr_acc/judge/position", "attr_acc/judge/mean", "cost/score_seconds",
         "diversity/judge", "diversity/judge/se", f"diversity/{TINY_NAME}/tiny-weights",
         f"diversity/{TINY_NAME}/tiny-weights/se", "diversity/judge/data", "diversity/judge/data/se",
+        "noise_share", "noise_share/se",
     }
     assert set(result.metrics) == expected
+    assert result.metrics["noise_share"] == 0.0  # dimmer squares, no rougher than the real ones
+    real_roughness = roughness(to_uint8(make_squares(48, seed=10)[0], "real")[0])
+    assert torch.equal(again.roughness, real_roughness)  # cached beside the features, read back
+    assert result.params["noise_share"]["threshold"] == pytest.approx(2 * float(real_roughness.max()))
+    noisy = images.clone()
+    noisy[:10] = torch.randn(10, 3, 16, 16, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
+    assert scorer.score(noisy, prompts, reference).metrics["noise_share"] == pytest.approx(10 / 40)
     # Diversity is the judge's: the generated images grouped by prompt, the real ones by caption.
     assert result.metrics["diversity/judge"] == pytest.approx(prompt_diversity(result.features["judge"], prompts).mean)
     real_captions = [template.render(a) for a in make_squares(48, seed=10)[1]]

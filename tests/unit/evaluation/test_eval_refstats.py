@@ -27,10 +27,10 @@ class Counter:
     def __init__(self) -> None:
         self.calls = 0
 
-    def __call__(self) -> tuple[torch.Tensor, dict]:
+    def __call__(self) -> tuple[torch.Tensor, dict, torch.Tensor]:
         self.calls += 1
         g = torch.Generator().manual_seed(self.calls)
-        return torch.randn(50, 4, generator=g), {"color": ["red"] * 50}
+        return torch.randn(50, 4, generator=g), {"color": ["red"] * 50}, torch.rand(50, generator=g, dtype=torch.float64)
 
 
 def test_hit_after_miss_and_stored_statistics(tmp_path: Path) -> None:
@@ -39,6 +39,7 @@ def test_hit_after_miss_and_stored_statistics(tmp_path: Path) -> None:
     second = cache.load_or_compute(KEY, compute)
     assert compute.calls == 1
     assert torch.equal(first.features, second.features) and second.attrs == {"color": ["red"] * 50}
+    assert torch.equal(first.roughness, second.roughness) and second.roughness.dtype == torch.float64
     assert second.stats.mu.dtype == torch.float64 and second.stats.sigma.dtype == torch.float64
     np.testing.assert_allclose(second.stats.sigma.numpy(), np.cov(first.features.double().numpy(), rowvar=False), rtol=1e-12)
     assert second.path.suffix == ".safetensors" and list(tmp_path.iterdir()) == [second.path]
@@ -73,3 +74,10 @@ def test_changing_one_field_recomputes(tmp_path: Path, change: dict) -> None:
 def test_key_digest_is_order_independent() -> None:
     reordered = dataclasses.replace(KEY, dataset=dict(reversed(list(KEY.dataset.items()))))
     assert reordered.digest() == KEY.digest()
+
+
+def test_roughness_must_cover_every_reference_image(tmp_path: Path) -> None:
+    features, attrs, roughness = Counter()()
+    with pytest.raises(ValueError, match="49 roughness values, the key says n=50"):
+        ReferenceCache(tmp_path).load_or_compute(KEY, lambda: (features, attrs, roughness[:49]))
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
