@@ -14,7 +14,10 @@ from PIL import Image
 from benchmarks.harness import interleaved, peak_memory_bytes
 from benchmarks.judge_robustness import PERTURBATIONS, colour_statistics
 from benchmarks.judge_similarity import linear_cka, weight_cosine
-from benchmarks.networks import diffusers_call, flops, make_inputs, matching_diffusers_unet, our_call, preset_spec
+from benchmarks import networks
+from benchmarks.networks import (
+    NetworkCase, diffusers_call, flops, make_inputs, matching_diffusers_unet, our_call, preset_spec, run_network_case,
+)
 from cli_helpers import run_cli
 from mjexp.diffusion.unet import UNet
 
@@ -33,6 +36,17 @@ def test_smoke_run_prints_and_records_every_suite(tmp_path: Path) -> None:
         ratio = line.split(" | ")[6]
         assert re.fullmatch(r"[0-9.e+-]+", ratio), line
     assert "MFU" in text
+
+
+def test_mfu_path_counts_a_training_step_as_three_forwards(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The MFU that only a GPU run prints, exercised on the CPU with a stand-in peak: the counted
+    training FLOPs are forward + backward (backward = 2 forwards: input and weight gradients)."""
+    monkeypatch.setattr(networks, "peak_bf16_flops", lambda device: 1e12)
+    batch = 3
+    rows, extra = run_network_case(NetworkCase("tiny", 2, batch), torch.device("cpu"), False, repeats=1, warmup=0)
+    forward_per_image = next(r for r in rows if r.metric == "forward FLOPs per image").ours * 1e9
+    assert extra["train_flops_per_step"] / (3 * batch * forward_per_image) == pytest.approx(1.0, abs=0.01)
+    assert 0 < extra["mfu"] < 1
 
 
 @pytest.mark.parametrize("preset", ["tiny", "small"])
