@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.generated:
         sets = {"real test images": images, **{str(folder): load_pngs(folder) for folder in args.generated}}
         real_roughness = roughness(images)
-        stats = {name: {**colour_statistics(batch), "noise share": noise_share(batch, real_roughness).value}
+        stats = {name: {**colour_statistics(batch), "noise share": noise_share(batch, real_roughness, tuple(images.shape[-2:])).value}
                  for name, batch in sets.items()}
         columns = list(next(iter(stats.values())))
         print("\n| images | n | " + " | ".join(columns) + " |")

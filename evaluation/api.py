@@ -57,6 +57,7 @@ class ReferenceSet:
 class Reference:
     features: dict[str, ReferenceFeatures]
     validity: Validity | None
+    resolution: int  # of the reference images (square): the noise share compares at this size
     # The judge's per-caption diversity of the real images (needs their attrs and the template).
     diversity: Diversity | None = None
 
@@ -151,7 +152,8 @@ class Scorer:
         missing = [name for name, key in keys.items() if not self.cache.path(key).is_file()]
         computed = self._reference_features(reference, missing) if missing else {}
         features = {name: self.cache.load_or_compute(key, lambda n=name: computed[n]) for name, key in keys.items()}
-        return Reference(features, self._validity(reference, features, template), _data_diversity(features, template))
+        validity = self._validity(reference, features, template)
+        return Reference(features, validity, reference.resolution, _data_diversity(features, template))
 
     def _reference_features(
         self, reference: ReferenceSet, names: list[str]
@@ -233,7 +235,7 @@ class Scorer:
                 metrics.update(values)
                 params.update({key: {**value, **extractor.params} for key, value in definitions.items()})
             if reference.roughness is not None:
-                noise = noise_share(pixels, reference.roughness)
+                noise = noise_share(pixels, reference.roughness, (reference.resolution, reference.resolution))
                 params["noise_share"] = noise.params
                 if noise.value is not None:
                     metrics["noise_share"], metrics["noise_share/se"] = noise.value, noise.standard_error

@@ -8,6 +8,8 @@ attribute accuracy, per-prompt diversity with the real data's level).
 
 from __future__ import annotations
 
+import math
+
 from collections import defaultdict
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -56,10 +58,17 @@ def _interval(rows: Sequence[Record], metric: str) -> tuple[list[float], list[fl
     """
     metrics = [r["metrics"] for r in rows]
     if all(f"{metric}/ci_low" in m for m in metrics):
-        return [m[f"{metric}/ci_low"] for m in metrics], [m[f"{metric}/ci_high"] for m in metrics]
+        return [_defined(m[f"{metric}/ci_low"]) for m in metrics], [_defined(m[f"{metric}/ci_high"]) for m in metrics]
     if all(f"{metric}/se" in m for m in metrics):
-        return [m[metric] - m[f"{metric}/se"] for m in metrics], [m[metric] + m[f"{metric}/se"] for m in metrics]
+        ses = [_defined(m[f"{metric}/se"]) for m in metrics]
+        return [m[metric] - se for m, se in zip(metrics, ses)], [m[metric] + se for m, se in zip(metrics, ses)]
     return None
+
+
+def _defined(value: float | None) -> float:
+    """An undefined companion (NaN, or None once written as JSON; e.g. the SE of a diversity
+    measured on one prompt) as NaN, which matplotlib leaves undrawn."""
+    return math.nan if value is None else value
 
 
 def _plot_with_intervals(axes, x: list[float], y: list[float], x_interval, y_interval, label: str) -> None:  # noqa: ANN001

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from matplotlib.axes import Axes
@@ -26,6 +27,20 @@ def test_intervals_are_taken_as_they_are() -> None:
     lows, highs = _interval(records(), "clip_score/judge")
     assert lows == [60.5, 62.5, 64.5] and highs == [61.5, 63.5, 65.5]
     assert _interval(records(), "kid/judge") is None
+
+
+def test_undefined_companions_leave_that_point_without_an_interval(tmp_path: Path) -> None:
+    """An SE over a single prompt is NaN, written to report.json as null: the figure still comes out."""
+    rows = records()
+    rows[1]["metrics"]["clip_score/judge/se"] = None
+    rows[2]["metrics"]["fid/judge/ci_low"] = None
+    lows, highs = _interval(rows, "clip_score/judge")
+    assert lows[0] == 60.5 and math.isnan(lows[1]) and math.isnan(highs[1])
+    assert math.isnan(_interval(rows, "fid/judge")[0][2])
+    for path in (pareto(rows, tmp_path / "pareto.png", "fid/judge", "clip_score/judge"),
+                 metric_curves(rows, tmp_path / "curves.png", ["fid/judge", "clip_score/judge"])):
+        with Image.open(path) as png:
+            assert png.size[0] > 100
 
 
 def test_figures_with_intervals_excluding_the_estimate_are_written(tmp_path: Path) -> None:
