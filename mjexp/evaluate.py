@@ -23,6 +23,7 @@ from typing import Any, Iterator, Mapping, NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from evaluation import EvalConfig, ReferenceSet, Scorer, load_prompt_set, make_record, paired_difference, write_report
@@ -396,7 +397,8 @@ def disagreement_grids(
     records: list[dict[str, Any]], flags: list[np.ndarray | None], files: list[list[Path]], limit: int = GRID_COLUMNS
 ) -> dict[str, torch.Tensor]:
     """For each setting vs the first: up to ``limit`` fixed and broken images, the first setting's
-    image above this setting's from the same noise, so a paired difference can be looked at."""
+    image above this setting's from the same noise, so a paired difference can be looked at. Rows
+    of different sizes (hires scales) are shown at the larger size (nearest)."""
     grids: dict[str, torch.Tensor] = {}
     if len(records) < 2 or flags[0] is None:
         return grids
@@ -407,6 +409,8 @@ def disagreement_grids(
             if not chosen:
                 continue
             top, bottom = (load_images(Path(), [{"file": str(paths[i])} for i in chosen]) for paths in (files[0], own_files))
+            size = (max(top.shape[-2], bottom.shape[-2]), max(top.shape[-1], bottom.shape[-1]))
+            top, bottom = (F.interpolate(row, size=size, mode="nearest-exact") for row in (top, bottom))
             blank = torch.full((limit - len(chosen), *top.shape[1:]), 255, dtype=torch.uint8)  # keeps the rows aligned
             title = (f"{record['label']} vs {base}: {kind} ({indices.size} images; top row {base}, "
                      f"bottom row {record['label']}, same prompt and noise)")

@@ -50,8 +50,8 @@ def test_paired_diversity_pairs_the_same_prompts() -> None:
     assert "paired_diversity_vs_first" not in records[2]  # one shared prompt: no paired SE
 
 
-def _png(path: Path, value: int) -> Path:
-    Image.fromarray(np.full((4, 4, 3), value, dtype=np.uint8)).save(path)
+def _png(path: Path, value: int, size: int = 4) -> Path:
+    Image.fromarray(np.full((size, size, 3), value, dtype=np.uint8)).save(path)
     return path
 
 
@@ -66,3 +66,13 @@ def test_disagreement_grid_puts_the_baseline_above_the_same_item(tmp_path: Path)
     assert fixed.shape == (8, 3, 4, 4) and fixed.dtype == torch.uint8
     assert fixed[:, 0, 0, 0].tolist() == [10, 12, 255, 255, 100, 102, 255, 255]  # items 0 and 2, padded rows
     assert broken[:, 0, 0, 0].tolist() == [13, 255, 255, 255, 103, 255, 255, 255]
+
+
+def test_disagreement_grid_of_a_larger_setting_shows_both_rows_at_its_size(tmp_path: Path) -> None:
+    """A hires setting (8 px) against a plain first setting (4 px): the first row is enlarged."""
+    base_files = [_png(tmp_path / f"b{i}.png", 10 + i) for i in range(2)]
+    other_files = [_png(tmp_path / f"o{i}.png", 100 + i, size=8) for i in range(2)]
+    flags = [np.array([1.0, 0.0]), np.array([0.0, 1.0])]
+    grids = disagreement_grids([{"label": "plain"}, {"label": "hires"}], flags, [base_files, other_files], limit=2)
+    fixed = next(v for k, v in grids.items() if ": fixed" in k)
+    assert fixed.shape == (4, 3, 8, 8) and fixed[:, 0, 7, 7].tolist() == [11, 255, 101, 255]
