@@ -29,6 +29,7 @@ from evaluation.diversity import Diversity, prompt_diversity
 from evaluation.features import extract_features, load_extractor, resolve_extractor
 from evaluation.images import POLICY, to_uint8
 from evaluation.judge import JUDGE, Validity, judge_validity
+from evaluation.patch_fid import MAX_GROUPS, PATCH_SIZE, PatchAccumulator, PatchMoments, patch_fid, patch_moments
 from evaluation.preflight import Plan, preflight
 from evaluation.prompt_sets import CaptionTemplate
 from evaluation.refstats import ReferenceCache, ReferenceFeatures, ReferenceKey
@@ -155,6 +156,28 @@ class Scorer:
         validity = self._validity(reference, features, template)
         return Reference(features, validity, reference.resolution, _data_diversity(features, template))
 
+    def patch_reference(self, reference: ReferenceSet) -> PatchMoments:
+        """The reference images' window statistics for patch FID (cached); ``reference`` rendered
+        at the size of the images it will be compared with."""
+        key = ReferenceKey(
+            dict(reference.fingerprint),
+            reference.split,
+            reference.resolution,
+            f"pixel-windows:{PATCH_SIZE}",
+            "none",
+            f"channel-centred windows, stride 1, up to {MAX_GROUPS} groups of images",
+            POLICY.as_params(),
+            reference.n,
+        )
+
+        def compute() -> PatchMoments:
+            accumulator = PatchAccumulator(reference.n)
+            for batch in reference.batches():
+                accumulator.add(to_uint8(batch["image"], "reference images")[0])
+            return accumulator.moments()
+
+        return self.cache.load_or_compute_patches(key, compute)
+
     def _reference_features(
         self, reference: ReferenceSet, names: list[str]
     ) -> dict[str, tuple[torch.Tensor, dict[str, list] | None, torch.Tensor]]:
@@ -193,8 +216,12 @@ class Scorer:
         attrs: Sequence[Mapping[str, str]] | None = None,
         template: CaptionTemplate | None = None,
         seeds: Sequence[int] | None = None,
+        patches: PatchMoments | None = None,
     ) -> ScoreResult:
         """Score generated ``images`` (float [-1, 1] or uint8) made from ``prompts``.
+
+        ``patches``: the reference's window statistics at the images' size
+        (:meth:`patch_reference`), for ``patch_fid``.
 
         ``attrs`` + ``template`` add attribute accuracy named ``attr_acc/judge/<attribute>``; its
         protocol (zero-shot choice among the attribute's values for one object, caption retrieval
@@ -239,6 +266,11 @@ class Scorer:
                 params["noise_share"] = noise.params
                 if noise.value is not None:
                     metrics["noise_share"], metrics["noise_share/se"] = noise.value, noise.standard_error
+        if patches is not None:
+            result = patch_fid(patch_moments(pixels), patches, self.config.bootstrap, self.config.seed, self.config.level)
+            metrics["patch_fid"] = result.value
+            metrics["patch_fid/ci_low"], metrics["patch_fid/ci_high"] = result.interval.low, result.interval.high
+            params["patch_fid"] = result.params
         convention = ClipScoreConvention(self.config.clip_score_weight, self.config.prompt_prefix)
         scorers = [(JUDGE, self.judge, judge_embeddings)] if self.judge is not None else []
         scorers += [(label, model, None) for label, model in self.clip_models.items()]

@@ -18,6 +18,7 @@ reference variance cancel in the difference instead of being counted twice.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -79,6 +80,27 @@ def _generators(seed: int) -> tuple[torch.Generator, torch.Generator]:
     return torch.Generator().manual_seed(2 * seed), torch.Generator().manual_seed(2 * seed + 1)
 
 
+def fid_replicates(
+    stats_x: Callable[[torch.Tensor], GaussianStats],
+    n_x: int,
+    stats_y: Callable[[torch.Tensor], GaussianStats],
+    n_y: int,
+    replicates: int,
+    seed: int,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """FID of ``replicates`` resamples of two sets of ``n_x`` and ``n_y`` units, each set's
+    Gaussian refitted by ``stats_*(counts)`` from the units' resample counts."""
+    gen_x, gen_y = _generators(seed)
+    counts_x = resample_counts(n_x, replicates, gen_x).to(device)
+    counts_y = resample_counts(n_y, replicates, gen_y).to(device)
+    values = np.empty(replicates)
+    for b in range(replicates):
+        a, r = stats_x(counts_x[b]), stats_y(counts_y[b])
+        values[b] = frechet_distance_unchecked(a.mu, a.sigma, r.mu, r.sigma)
+    return values
+
+
 def fid_interval(
     generated: torch.Tensor | np.ndarray,
     reference: torch.Tensor | np.ndarray,
@@ -90,14 +112,11 @@ def fid_interval(
 ) -> Interval:
     """Basic bootstrap CI of FID (clipped at 0, FID's lower bound), computed on ``device``."""
     x, y = as_float64(generated).to(device), as_float64(reference).to(device)
-    gen_x, gen_y = _generators(seed)
-    counts_x = resample_counts(len(x), replicates, gen_x).to(device)
-    counts_y = resample_counts(len(y), replicates, gen_y).to(device)
-    values = np.empty(replicates)
-    for b in range(replicates):
-        a = GaussianStats.from_features(x, counts_x[b])
-        r = GaussianStats.from_features(y, counts_y[b])
-        values[b] = frechet_distance_unchecked(a.mu, a.sigma, r.mu, r.sigma)
+    values = fid_replicates(
+        lambda w: GaussianStats.from_features(x, w), len(x),
+        lambda w: GaussianStats.from_features(y, w), len(y),
+        replicates, seed, device,
+    )
     return basic_interval(estimate, values, level, seed, low_bound=0.0)
 
 

@@ -7,6 +7,8 @@ names its cache by input name only, so a changed renderer would silently reuse s
 here any change is a different file. Files are safetensors (no pickle) written atomically. Each
 file also holds the reference images' roughness (:mod:`evaluation.roughness`), which needs only
 the pixels but is stored beside every extractor's features so that no cache hit re-reads images.
+The reference images' window statistics for patch FID (:mod:`evaluation.patch_fid`) are cached
+the same way, in files of their own (a hires setting needs them at another size).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from evaluation.fid import GaussianStats
+from evaluation.patch_fid import PatchMoments
 
 # Bump when feature extraction, quantisation or the stored statistics change meaning.
 CODE_VERSION = "evaluation-refstats-2"  # 2: per-image roughness stored
@@ -100,3 +103,24 @@ class ReferenceCache:
             features, mu, sigma, roughness = (handle.get_tensor(n) for n in ("features", "mu", "sigma", "roughness"))
         stats = GaussianStats(mu, sigma, len(features))
         return ReferenceFeatures(features, stats, json.loads(metadata["attrs"]), roughness, path)
+
+    def load_or_compute_patches(self, key: ReferenceKey, compute: Callable[[], PatchMoments]) -> PatchMoments:
+        """Window statistics of the reference images: read ``<root>/<digest>.safetensors`` or
+        compute and write it."""
+        path = self.path(key)
+        if path.is_file():
+            with safe_open(str(path), framework="pt") as handle:
+                meta = json.loads(handle.metadata()["patches"])
+                counts, sums, outer = (handle.get_tensor(n) for n in ("counts", "sums", "outer"))
+            return PatchMoments(tuple(meta["size"]), meta["patch_size"], meta["n_images"], counts, sums, outer)
+        moments = compute()
+        if moments.n_images != key.n:
+            raise ValueError(f"reference produced window statistics of {moments.n_images} images, the key says n={key.n}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        meta = {"size": list(moments.size), "patch_size": moments.patch_size, "n_images": moments.n_images}
+        tensors = {"counts": moments.counts, "sums": moments.sums, "outer": moments.outer}
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata={"key": canonical_json(asdict(key)), "patches": json.dumps(meta)})
+        os.replace(tmp, path)
+        return moments

@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from evaluation import EvalConfig, ReferenceSet, Scorer, load_prompt_set, make_record, paired_difference, write_report
 from evaluation.attributes import holdout_accuracy
 from evaluation.diversity import Diversity, paired_diversity_difference
+from evaluation.patch_fid import PatchMoments
 from evaluation.prompt_sets import PromptSet
 from evaluation.report import GRID_COLUMNS
 from mjexp.builders import build_datamodule, sampling_settings, train_or_reuse_domain_clip
@@ -191,25 +192,52 @@ class ScoringContext:
                 cache_dir=cfg.eval.cache_dir,
             )
         )
-        split = cfg.eval.reference_split
-        reference_set = ReferenceSet(
-            fingerprint=self.datamodule.fingerprint(split),
-            split=split,
-            resolution=self.resolution,
-            n=len(self.datamodule.dataset(split)),
-            batches=lambda: reference_batches(self.datamodule, split),
-        )
-        self.reference = self.scorer.reference(reference_set, template=template)
+        self.data_cfg, self.split = data_cfg, cfg.eval.reference_split
+        self.reference = self.scorer.reference(self.reference_set(self.datamodule), template=template)
         if self.reference.validity is not None:
-            print(f"Judge validity on real {split} images: {json.dumps(self.reference.validity.as_dict())}")
+            print(f"Judge validity on real {self.split} images: {json.dumps(self.reference.validity.as_dict())}")
+        self._patch_references: dict[int, PatchMoments] = {}
+
+    def reference_set(self, datamodule: Any) -> ReferenceSet:
+        """The reference split of ``datamodule`` (the data at its own resolution)."""
+        split = self.split
+        return ReferenceSet(
+            fingerprint=datamodule.fingerprint(split),
+            split=split,
+            resolution=datamodule.resolution,
+            n=len(datamodule.dataset(split)),
+            batches=lambda: reference_batches(datamodule, split),
+        )
+
+    def patch_reference(self, size: int) -> PatchMoments | None:
+        """The reference's window statistics at ``size`` px (patch FID): the reference split itself
+        at the data's resolution, else the same split rendered at ``size`` when the data can be
+        (the built-in shapes); None when it cannot."""
+        if size not in self._patch_references:
+            datamodule = self.datamodule
+            if size != self.resolution:
+                if not self.datamodule.renders_at_any_resolution:
+                    return None
+                print(f"Patch FID reference: the {self.split} split rendered at {size} px")
+                datamodule = build_datamodule(OmegaConf.merge(self.data_cfg, {"resolution": size}))
+            self._patch_references[size] = self.scorer.patch_reference(self.reference_set(datamodule))
+        return self._patch_references[size]
 
     def score(self, images: torch.Tensor, prompts: list[str], attrs: list[dict] | None, seeds: list[int] | None = None):
         """Scores; when the generator's data held attribute combinations out of training, attribute
         accuracy of single-object prompts is also split into held-out and seen prompts
         (``attr_acc/judge/heldout/...``)."""
+        height, width = images.shape[-2:]
+        patches = self.patch_reference(height) if height == width else None
         result = self.scorer.score(
-            images, prompts, self.reference, attrs=attrs, template=self.template if attrs else None, seeds=seeds
+            images, prompts, self.reference, attrs=attrs, template=self.template if attrs else None, seeds=seeds,
+            patches=patches,
         )
+        if patches is None:
+            result.params["patch_fid"] = {
+                "not_reported": f"no reference at {height}x{width} px: the data is {self.resolution} px and is "
+                "not rendered at other sizes (only the built-in shapes are)"
+            }
         prefix = "attr_acc/judge/"
         correct = {k[len(prefix):]: v for k, v in result.per_item.items() if k.startswith(prefix)}
         if attrs and self.holdout and correct and not self.template.multi_object:

@@ -47,18 +47,18 @@ class Arm:
 
 
 def is_headline(name: str) -> bool:
-    """``family/model``, ``attr_acc/model/mean``, ``diversity/model/faithful`` or ``noise_share``
-    (optionally under ``base/``), not a companion or cost."""
+    """``family/model``, ``attr_acc/model/mean``, ``diversity/model/faithful``, ``noise_share`` or
+    ``patch_fid`` (optionally under ``base/``), not a companion or cost."""
     core = name[len("base/") :] if name.startswith("base/") else name
     if core.startswith("cost/") or core.endswith(COMPANIONS):
         return False
     parts = core.split("/")
     if len(parts) == 1:
-        return core == "noise_share"
+        return core in ("noise_share", "patch_fid")
     return len(parts) == 2 or (len(parts) == 3 and (parts[0], parts[2]) in {("attr_acc", "mean"), ("diversity", "faithful")})
 
 
-FAMILY_ORDER = ("fid", "clip_score", "attr_acc", "diversity", "noise_share", "kid")
+FAMILY_ORDER = ("fid", "clip_score", "attr_acc", "diversity", "patch_fid", "noise_share", "kid")
 
 
 def headline_metrics(measurements: Iterable[Measurement]) -> list[str]:

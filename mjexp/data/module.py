@@ -87,6 +87,9 @@ class CaptionedImageDataModule(L.LightningDataModule):
     """
 
     schema: CaptionSchema | None = None  # attribute vocabulary + caption template, when known
+    # True when the same images can be made natively at any ``resolution`` (rendered, not resized),
+    # so a reference exists at a hires fix's output size (patch FID, mjexp.evaluate).
+    renders_at_any_resolution: bool = False
 
     def __init__(self, resolution: int, batch_size: int, num_workers: int, seed: int) -> None:
         super().__init__()

@@ -325,6 +325,8 @@ class ShapesDataModule(CaptionedImageDataModule):
     docstring).
     """
 
+    renders_at_any_resolution = True
+
     def __init__(
         self,
         resolution: int = 16,

@@ -55,6 +55,7 @@ def test_eval_grid_logs_nested_runs_and_report(trained: Path, tmp_path: Path) ->
     assert {"fid/judge", "clip_score/judge", "attr_acc/judge/color", "attr_acc/judge/mean"} <= set(record["metrics"])
     assert record["nfe"] == 3 and record["network_evals"] == 6 and record["judge_validity"] is not None
     assert report["records"][0]["network_evals"] == 3  # scale 1: the conditional branch only
+    assert record["params"]["patch_fid"]["compared_at"] == [16, 16] and record["metrics"]["patch_fid"] >= 0
     assert (tmp_path / "out" / "pareto.png").is_file() and (tmp_path / "out" / "report.html").is_file()
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("eval")
@@ -63,6 +64,21 @@ def test_eval_grid_logs_nested_runs_and_report(trained: Path, tmp_path: Path) ->
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id]
     assert len(parent) == 1 and len(children) == 4
     assert all("fid/judge" in c.data.metrics and c.info.status == "FINISHED" for c in children)
+
+
+def test_eval_of_a_hires_setting_compares_patches_with_the_reference_rendered_at_its_size(
+    trained: Path, tmp_path: Path
+) -> None:
+    done = run_cli("mjexp.eval", f"ckpt={trained}", "hires=bicubic", "hires.steps=2", "hires.strength=0.3", "sampler.steps=2",
+            "eval.max_prompts=6", "eval.samples_per_prompt=2", *JUDGE,
+            f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
+    record = json.loads((tmp_path / "out" / "report.json").read_text())["records"][0]
+    assert record["params"]["images"]["height"] == 32
+    assert record["params"]["patch_fid"]["compared_at"] == [32, 32]
+    assert record["params"]["patch_fid"]["n_reference"] == 16  # the model's test split
+    assert record["metrics"]["patch_fid/ci_low"] <= record["metrics"]["patch_fid"] <= record["metrics"]["patch_fid/ci_high"]
+    assert record["metrics"]["base/patch_fid"] >= 0  # the first stage, against the 16 px reference
+    assert "Patch FID reference: the test split rendered at 32 px" in done.stdout
 
 
 def test_eval_scores_a_folder_of_outside_images(trained: Path, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from evaluation import EvalConfig, PreflightError, ReferenceSet, Scorer, api, ma
 from evaluation.attributes import AttributeAccuracy
 from evaluation.diversity import prompt_diversity
 from evaluation.images import to_uint8
+from evaluation.patch_fid import patch_fid, patch_moments
 from evaluation.roughness import roughness
 
 TINY_NAME = "evaltiny"
@@ -61,6 +62,29 @@ def test_preflight_lists_every_missing_model(tmp_path: Path, monkeypatch: pytest
     assert "fid/inception" in message and "weights-inception-2015-12-05-6726825d.pth" in message
     assert "open_clip_model.safetensors" in message  # the judge folder is empty
     assert "clip_score/ViT-B-32/laion2b_s34b_b79k" in message and "not cached" in message
+
+
+def test_patch_fid_of_generated_images_against_the_cached_reference_windows(
+    judge_dir: Path, make_squares, tmp_path: Path
+) -> None:
+    scorer = Scorer(EvalConfig(judge_dir=str(judge_dir), bootstrap=20, cache_dir=str(tmp_path / "cache")))
+    calls: list[int] = []
+    patches = scorer.patch_reference(reference_set(make_squares, 48, calls))
+    again = scorer.patch_reference(reference_set(make_squares, 48, calls))
+    assert len(calls) == 1 and torch.equal(patches.outer, again.outer)  # the second read the cache
+    real = to_uint8(make_squares(48, seed=10)[0], "real")[0]
+    images, attrs = make_squares(40, seed=20)
+    prompts = [str(a) for a in attrs]
+    result = scorer.score(images, prompts, patches=patches)
+    expected = patch_fid(patch_moments(to_uint8(images, "generated")[0]), patch_moments(real), bootstrap=20)
+    assert result.metrics["patch_fid"] == pytest.approx(expected.value, rel=1e-12)
+    assert result.metrics["patch_fid/ci_high"] == pytest.approx(expected.interval.high, rel=1e-12)
+    assert result.params["patch_fid"]["n_reference"] == 48 and result.params["patch_fid"]["compared_at"] == [16, 16]
+    noisy = images.clone()
+    noisy[:10] = torch.randn(10, 3, 16, 16, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
+    assert scorer.score(noisy, prompts, patches=patches).metrics["patch_fid/ci_low"] > result.metrics["patch_fid/ci_high"]
+    with pytest.raises(ValueError, match="one size"):
+        scorer.score(torch.nn.functional.interpolate(images, size=32), prompts, patches=patches)
 
 
 def test_config_errors_name_the_key() -> None:
