@@ -14,6 +14,7 @@ from PIL import Image
 from benchmarks.harness import interleaved, peak_memory_bytes
 from benchmarks.judge_robustness import PERTURBATIONS, colour_statistics
 from benchmarks.judge_similarity import linear_cka, weight_cosine
+from benchmarks.patch_fid_scale import main as patch_fid_scale
 from benchmarks import networks
 from benchmarks.networks import (
     NetworkCase, diffusers_call, flops, make_inputs, matching_diffusers_unet, our_call, preset_spec, run_network_case,
@@ -87,6 +88,16 @@ def test_step_noise_benchmark_prints_its_table(tmp_path: Path) -> None:
     row = next(line for line in done.stdout.splitlines() if line.startswith("| tiny"))
     values = [float(cell) for cell in row.strip("| ").split(" | ")[2:]]
     assert len(values) == 3 and all(v > 0 for v in values), row
+
+
+def test_patch_fid_scale_ranks_native_renders_before_every_upscaler(capsys: pytest.CaptureFixture[str]) -> None:
+    assert patch_fid_scale(["--size", "16", "--bootstrap", "10"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "px" in line]
+    values = {row.split(" | ")[0].strip("| "): float(row.split(" | ")[1]) for row in rows}
+    assert list(values) == ["native 16 px render", "8 px render, nearest upscale", "8 px render, bilinear upscale",
+                            "8 px render, bicubic upscale"]
+    native = values.pop("native 16 px render")
+    assert all(value > 5 * native for value in values.values()), values
 
 
 def test_encoder_seeds_benchmark_trains_one_encoder_per_length_and_seed(tmp_path: Path) -> None:
