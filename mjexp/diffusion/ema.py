@@ -8,7 +8,10 @@ random weights.
 
 An update is one multi-tensor ``lerp`` over all parameters and one multi-tensor copy of the
 buffers; the step count lives in a buffer (saved in checkpoints) mirrored by a Python integer, so
-computing the decay never reads a GPU tensor back to the host (no device sync per step).
+computing the decay never reads a GPU tensor back to the host (no device sync per step). The
+averaged copy's tensors are listed once and again only after the module is converted or loaded
+(a dtype or device move replaces buffer objects): on a small network, walking the module tree
+every step cost several times the lerp itself.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class EMA(nn.Module):
         self.power = power
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
         self._count: int | None = 0  # host mirror of num_updates; None = read it again (after loading)
+        self._averaged_tensors: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None  # (params, buffers)
 
     def train(self, mode: bool = True) -> "EMA":
         # The averaged copy is only ever used for evaluation (no dropout).
@@ -45,9 +49,14 @@ class EMA(nn.Module):
         self.averaged.eval()
         return self
 
+    def _apply(self, fn, recurse: bool = True) -> "EMA":  # noqa: ANN001 - every .to()/.double()/.cuda()
+        self._averaged_tensors = None
+        return super()._apply(fn, recurse)
+
     def _load_from_state_dict(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
         super()._load_from_state_dict(*args, **kwargs)
         self._count = None  # num_updates came from the checkpoint
+        self._averaged_tensors = None
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
@@ -56,10 +65,10 @@ class EMA(nn.Module):
         self._count += 1
         self.num_updates.fill_(self._count)
         decay = ema_decay(self._count, self.max_decay, self.power)
-        ema_params = list(self.averaged.parameters())
-        params = [p.detach() for p in model.parameters()]
+        if self._averaged_tensors is None:
+            self._averaged_tensors = (list(self.averaged.parameters()), list(self.averaged.buffers()))
+        ema_params, ema_buffers = self._averaged_tensors
         # lerp_(target, w): ema += w * (p - ema), i.e. ema = decay * ema + (1 - decay) * p
-        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
-        ema_buffers, buffers = list(self.averaged.buffers()), list(model.buffers())
+        torch._foreach_lerp_(ema_params, list(model.parameters()), 1.0 - decay)
         if ema_buffers:
-            torch._foreach_copy_(ema_buffers, buffers)
+            torch._foreach_copy_(ema_buffers, list(model.buffers()))

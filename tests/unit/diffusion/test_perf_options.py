@@ -50,3 +50,26 @@ def test_ema_step_count_resumes_from_a_loaded_state() -> None:
     torch.testing.assert_close(resumed.averaged[0].weight, decay * before + (1 - decay) * model[0].weight)
     assert int(resumed.num_updates) == 11
     torch.testing.assert_close(resumed.averaged[1].running_mean, torch.full((2,), 3.0))  # buffers are copied
+
+
+def test_ema_keeps_averaging_its_module_after_it_is_moved_and_loaded() -> None:
+    """The averaged tensors are listed at the first update; converting the EMA module (dtype,
+    device) and loading a state into it keep those tensor objects, so later updates still land in
+    the weights the module computes with and saves."""
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ema = EMA(model, max_decay=0.5, power=1.0)
+    ema.update(model)
+    ema.double()
+    model.double()
+    state = ema.state_dict()
+    state["averaged.0.weight"] = torch.zeros(2, 2, dtype=torch.float64)
+    ema.load_state_dict(state)
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+        model[1].running_mean.fill_(3.0)
+    ema.update(model)
+    decay = ema_decay(2, 0.5, 1.0)
+    assert ema.averaged[0].weight.dtype == torch.float64
+    torch.testing.assert_close(ema.averaged[0].weight, (1 - decay) * model[0].weight)
+    torch.testing.assert_close(ema.state_dict()["averaged.0.weight"], (1 - decay) * model[0].weight.detach())
+    torch.testing.assert_close(ema.averaged[1].running_mean, torch.full((2,), 3.0, dtype=torch.float64))
