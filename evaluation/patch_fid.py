@@ -156,6 +156,9 @@ def patch_fid(
         "compared_at": list(generated.size),
         "n_images": generated.n_images,
         "n_reference": reference.n_images,
+        # Which way the windows differ: above the reference's total variance = more local contrast
+        # (harder edges, more saturated colours, noise), below = softer (blur).
+        "window_variance": {"generated": float(torch.trace(a.sigma)), "reference": float(torch.trace(b.sigma))},
         "bootstrap": {**interval.as_params(), "unit": "groups of images",
                       "groups": [len(generated.counts), len(reference.counts)]},
     }

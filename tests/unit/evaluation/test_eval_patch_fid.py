@@ -67,6 +67,9 @@ def test_patch_fid_is_the_fid_of_the_windows(groups: int) -> None:
     assert result.value == pytest.approx(expected, rel=1e-7)
     assert result.params["bootstrap"]["groups"] == [min(12, groups), min(20, groups)]
     assert result.params["compared_at"] == [9, 9]
+    variance = result.params["window_variance"]
+    assert variance["generated"] == pytest.approx(float(windows_by_hand(generated, 3).var(dim=0).sum()), rel=1e-9)
+    assert variance["reference"] == pytest.approx(float(windows_by_hand(reference, 3).var(dim=0).sum()), rel=1e-9)
 
 
 def test_blur_is_far_and_a_second_sample_is_near() -> None:
@@ -80,6 +83,8 @@ def test_blur_is_far_and_a_second_sample_is_near() -> None:
     assert sharp.interval.low == 0.0
     assert blur.interval.low > 5 * sharp.value
     assert blur.value > sharp.interval.high
+    softer = blur.params["window_variance"]
+    assert softer["generated"] < 0.8 * softer["reference"]  # blur lowers local contrast
 
 
 def test_centred_windows_do_not_warn_about_their_built_in_rank() -> None:
