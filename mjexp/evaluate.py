@@ -156,6 +156,17 @@ def reference_batches(datamodule: Any, split: str) -> Iterator[dict[str, Any]]:
     yield from datamodule.dataloader(split)
 
 
+def missing_patch_reference(height: int, width: int, resolution: int, renders_at_any_resolution: bool) -> str | None:
+    """Why patch FID has no reference for ``height`` x ``width`` images of data at ``resolution``
+    px, or None when it has one."""
+    if height == width and (height == resolution or renders_at_any_resolution):
+        return None
+    why = "the data is square" if height != width else (
+        f"the data is {resolution} px and is not rendered at other sizes (only the built-in shapes are)"
+    )
+    return f"no reference at {height}x{width} px: {why}"
+
+
 class ScoringContext:
     """Everything scoring needs, resolved before any image is generated (the preflight).
 
@@ -209,15 +220,13 @@ class ScoringContext:
             batches=lambda: reference_batches(datamodule, split),
         )
 
-    def patch_reference(self, size: int) -> PatchMoments | None:
+    def patch_reference(self, size: int) -> PatchMoments:
         """The reference's window statistics at ``size`` px (patch FID): the reference split itself
-        at the data's resolution, else the same split rendered at ``size`` when the data can be
-        (the built-in shapes); None when it cannot."""
+        at the data's resolution, else the same split rendered at ``size`` (only for data that
+        renders at any size: :func:`missing_patch_reference`)."""
         if size not in self._patch_references:
             datamodule = self.datamodule
             if size != self.resolution:
-                if not self.datamodule.renders_at_any_resolution:
-                    return None
                 print(f"Patch FID reference: the {self.split} split rendered at {size} px")
                 datamodule = build_datamodule(OmegaConf.merge(self.data_cfg, {"resolution": size}))
             self._patch_references[size] = self.scorer.patch_reference(self.reference_set(datamodule))
@@ -228,16 +237,14 @@ class ScoringContext:
         accuracy of single-object prompts is also split into held-out and seen prompts
         (``attr_acc/judge/heldout/...``)."""
         height, width = images.shape[-2:]
-        patches = self.patch_reference(height) if height == width else None
+        missing = missing_patch_reference(height, width, self.resolution, self.datamodule.renders_at_any_resolution)
+        patches = None if missing else self.patch_reference(height)
         result = self.scorer.score(
             images, prompts, self.reference, attrs=attrs, template=self.template if attrs else None, seeds=seeds,
             patches=patches,
         )
-        if patches is None:
-            result.params["patch_fid"] = {
-                "not_reported": f"no reference at {height}x{width} px: the data is {self.resolution} px and is "
-                "not rendered at other sizes (only the built-in shapes are)"
-            }
+        if missing:
+            result.params["patch_fid"] = {"not_reported": missing}
         prefix = "attr_acc/judge/"
         correct = {k[len(prefix):]: v for k, v in result.per_item.items() if k.startswith(prefix)}
         if attrs and self.holdout and correct and not self.template.multi_object:

@@ -125,3 +125,12 @@ def test_reference_window_statistics_are_cached(tmp_path) -> None:
     wrong = ReferenceKey({"name": "squares"}, "test", 8, "pixel-windows:4", "none", "centred", {}, 7)
     with pytest.raises(ValueError, match="n=7"):
         cache.load_or_compute_patches(wrong, lambda: moments)
+
+
+def test_a_reference_exists_at_the_data_size_and_at_any_size_of_rendered_data() -> None:
+    from mjexp.evaluate import missing_patch_reference
+
+    assert missing_patch_reference(16, 16, 16, renders_at_any_resolution=False) is None
+    assert missing_patch_reference(32, 32, 16, renders_at_any_resolution=True) is None
+    assert "the data is 16 px and is not rendered at other sizes" in missing_patch_reference(32, 32, 16, False)
+    assert missing_patch_reference(32, 24, 16, True) == "no reference at 32x24 px: the data is square"
