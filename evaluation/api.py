@@ -80,6 +80,8 @@ class ScoreResult:
     # Per-prompt diversity by metric name (``diversity/judge``, ``.../faithful``, ...), for paired
     # comparisons of settings.
     diversity: dict[str, Diversity] = field(default_factory=dict)
+    # The generated images' window statistics (patch FID), for paired comparisons of settings.
+    patches: PatchMoments | None = None
 
     @property
     def unreliable(self) -> list[str]:
@@ -266,8 +268,10 @@ class Scorer:
                 params["noise_share"] = noise.params
                 if noise.value is not None:
                     metrics["noise_share"], metrics["noise_share/se"] = noise.value, noise.standard_error
+        generated_patches = None
         if patches is not None:
-            result = patch_fid(patch_moments(pixels), patches, self.config.bootstrap, self.config.seed, self.config.level)
+            generated_patches = patch_moments(pixels)
+            result = patch_fid(generated_patches, patches, self.config.bootstrap, self.config.seed, self.config.level)
             metrics["patch_fid"] = result.value
             metrics["patch_fid/ci_low"], metrics["patch_fid/ci_high"] = result.interval.low, result.interval.high
             params["patch_fid"] = result.params
@@ -311,4 +315,4 @@ class Scorer:
                               "n_images": len(attrs)}
         metrics["cost/score_seconds"] = time.perf_counter() - start
         validity = reference.validity if reference is not None else None
-        return ScoreResult(metrics, params, per_item, validity, features, diversities)
+        return ScoreResult(metrics, params, per_item, validity, features, diversities, generated_patches)

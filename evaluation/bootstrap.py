@@ -167,13 +167,32 @@ def fid_difference(
     if a.shape != b.shape:
         raise ValueError(f"paired FID needs the same items in both arms, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
     estimate = fid_from_features(a, y, feature_rank) - fid_from_features(b, y, feature_rank)
+    values = fid_difference_replicates(
+        lambda w: GaussianStats.from_features(a, w), lambda w: GaussianStats.from_features(b, w), len(a),
+        lambda w: GaussianStats.from_features(y, w), len(y), replicates, seed, device,
+    )
+    return PairedFidDifference(estimate, float(values.std(ddof=1)), basic_interval(estimate, values, level, seed))
+
+
+def fid_difference_replicates(
+    stats_a: Callable[[torch.Tensor], GaussianStats],
+    stats_b: Callable[[torch.Tensor], GaussianStats],
+    n_items: int,
+    stats_reference: Callable[[torch.Tensor], GaussianStats],
+    n_reference: int,
+    replicates: int,
+    seed: int,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """FID(a) - FID(b) of ``replicates`` resamples: the same resample of the ``n_items`` paired
+    units in both arms, one resample of the ``n_reference`` reference units shared by both."""
     gen_items, gen_reference = _generators(seed)
-    counts_items = resample_counts(len(a), replicates, gen_items).to(device)
-    counts_reference = resample_counts(len(y), replicates, gen_reference).to(device)
+    counts_items = resample_counts(n_items, replicates, gen_items).to(device)
+    counts_reference = resample_counts(n_reference, replicates, gen_reference).to(device)
     values = np.empty(replicates)
     for r in range(replicates):
-        ref = GaussianStats.from_features(y, counts_reference[r])
-        fids = [GaussianStats.from_features(x, counts_items[r]) for x in (a, b)]
+        ref = stats_reference(counts_reference[r])
+        fids = [stats(counts_items[r]) for stats in (stats_a, stats_b)]
         values[r] = (frechet_distance_unchecked(fids[0].mu, fids[0].sigma, ref.mu, ref.sigma)
                      - frechet_distance_unchecked(fids[1].mu, fids[1].sigma, ref.mu, ref.sigma))
-    return PairedFidDifference(estimate, float(values.std(ddof=1)), basic_interval(estimate, values, level, seed))
+    return values

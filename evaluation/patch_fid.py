@@ -16,7 +16,9 @@ summarised by the window sums and sums of outer products of ``groups`` fixed gro
 (image i in group i mod groups), enough to refit the Gaussian for any resample of groups; the
 interval is the basic bootstrap over groups of both sets, as for FID (:mod:`evaluation.bootstrap`).
 Groups of independent images are independent, so resampling them is valid; up to
-``MAX_GROUPS`` images each image is its own group.
+``MAX_GROUPS`` images each image is its own group. Two settings generated from the same prompts
+and noise have the same items in the same groups, so :func:`patch_fid_difference` resamples the
+same groups in both (a paired test, as :func:`evaluation.bootstrap.fid_difference`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from evaluation.bootstrap import Interval, basic_interval, fid_replicates
+from evaluation.bootstrap import Interval, PairedFidDifference, basic_interval, fid_difference_replicates, fid_replicates
 from evaluation.fid import GaussianStats, frechet_distance
 
 PATCH_SIZE = 4
@@ -131,11 +133,8 @@ class PatchFid:
     params: dict[str, object]
 
 
-def patch_fid(
-    generated: PatchMoments, reference: PatchMoments, bootstrap: int = 200, seed: int = 0, level: float = 0.95
-) -> PatchFid:
-    """Patch FID of ``generated`` against ``reference`` (same size) with its basic bootstrap
-    interval over groups of images of both sets."""
+def patch_fid_value(generated: PatchMoments, reference: PatchMoments) -> float:
+    """The Fréchet distance of the two sets' window Gaussians (no interval)."""
     if generated.size != reference.size or generated.patch_size != reference.patch_size:
         raise ValueError(
             f"patch FID compares images of one size and window: generated {generated.size} px "
@@ -143,7 +142,16 @@ def patch_fid(
             f"({reference.patch_size}x{reference.patch_size})"
         )
     a, b = generated.stats(), reference.stats()
-    value = frechet_distance(a.mu, a.sigma, b.mu, b.sigma, expected_rank=generated.rank_bound)
+    return frechet_distance(a.mu, a.sigma, b.mu, b.sigma, expected_rank=generated.rank_bound)
+
+
+def patch_fid(
+    generated: PatchMoments, reference: PatchMoments, bootstrap: int = 200, seed: int = 0, level: float = 0.95
+) -> PatchFid:
+    """Patch FID of ``generated`` against ``reference`` (same size) with its basic bootstrap
+    interval over groups of images of both sets."""
+    value = patch_fid_value(generated, reference)
+    a, b = generated.stats(), reference.stats()
     replicates = fid_replicates(
         generated.stats, len(generated.counts), reference.stats, len(reference.counts), bootstrap, seed
     )
@@ -163,3 +171,26 @@ def patch_fid(
                       "groups": [len(generated.counts), len(reference.counts)]},
     }
     return PatchFid(value, interval, params)
+
+
+def patch_fid_difference(
+    generated_a: PatchMoments,
+    generated_b: PatchMoments,
+    reference: PatchMoments,
+    bootstrap: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> PairedFidDifference:
+    """Patch FID(a) - patch FID(b) of two settings whose image i came from the same prompt and
+    noise, with the paired bootstrap's standard error and basic interval."""
+    if generated_a.size != generated_b.size or generated_a.n_images != generated_b.n_images:
+        raise ValueError(
+            f"paired patch FID needs the same items at one size, got {generated_a.n_images} images of "
+            f"{generated_a.size} px and {generated_b.n_images} of {generated_b.size} px"
+        )
+    estimate = patch_fid_value(generated_a, reference) - patch_fid_value(generated_b, reference)
+    values = fid_difference_replicates(
+        generated_a.stats, generated_b.stats, len(generated_a.counts), reference.stats, len(reference.counts),
+        bootstrap, seed,
+    )
+    return PairedFidDifference(estimate, float(values.std(ddof=1)), basic_interval(estimate, values, level, seed))

@@ -19,7 +19,7 @@ import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping, NamedTuple
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from evaluation import EvalConfig, ReferenceSet, Scorer, load_prompt_set, make_record, paired_difference, write_report
 from evaluation.attributes import holdout_accuracy
 from evaluation.diversity import Diversity, paired_diversity_difference
-from evaluation.patch_fid import PatchMoments
+from evaluation.patch_fid import PatchMoments, patch_fid_difference
 from evaluation.prompt_sets import PromptSet
 from evaluation.report import GRID_COLUMNS
 from mjexp.builders import build_datamodule, sampling_settings, train_or_reuse_domain_clip
@@ -262,6 +262,7 @@ class SettingOutcome(NamedTuple):
     features: dict[str, torch.Tensor]
     files: list[Path]  # the final images, manifest order
     diversity: dict[str, Diversity]  # per-prompt diversity of the final images, by metric name
+    patches: PatchMoments | None  # window statistics of the final images (patch FID)
 
 
 class GridEvaluation:
@@ -296,7 +297,7 @@ class GridEvaluation:
     def run(self) -> list[dict[str, Any]]:
         """Generate and score every setting; write and log the report. Returns the records."""
         cfg, n = self.cfg, self.cfg.eval.samples_per_prompt
-        records, grids, per_item, files, diversities = [], {}, [], [], []
+        records, grids, per_item, files, diversities, patches = [], {}, [], [], [], []
         prompt_params = self.prompts.params if isinstance(self.prompts, PromptSet) else {"prompt_set": DATA_PROMPTS}
         self.tracker.log_params({"eval": {**prompt_params, "samples_per_prompt": n, "n_settings": len(self.settings)}})
         for number, overrides in enumerate(self.settings, 1):
@@ -308,9 +309,11 @@ class GridEvaluation:
             per_item.append(outcome.flags)
             files.append(outcome.files)
             diversities.append(outcome.diversity)
+            patches.append(outcome.patches)
             grids.update(outcome.grids)
         add_paired_comparisons(records, per_item)
         add_paired_diversity(records, diversities)
+        add_paired_patch_fid(records, patches, self.context.patch_reference, cfg.eval.bootstrap, cfg.eval.seed)
         grids.update(disagreement_grids(records, per_item, files))
         paths = write_report(records, self.out_dir, grids, title=f"mjexp evaluation: {cfg.name}")
         for path in paths.values():
@@ -376,7 +379,8 @@ class GridEvaluation:
         child.finish()
         files = [folder / row["file"] for row in rows]
         return SettingOutcome(
-            record, grids, mean_attribute_flags(result.per_item), result.features, files, result.diversity
+            record, grids, mean_attribute_flags(result.per_item), result.features, files, result.diversity,
+            result.patches,
         )
 
 
@@ -419,6 +423,24 @@ def add_paired_diversity(records: list[dict[str, Any]], diversities: list[Mappin
                               "z": diff / se if se > 0 else (math.inf if diff > 0 else 0.0)}
         if paired:
             record["paired_diversity_vs_first"] = {"baseline": records[0]["label"], "metrics": paired}
+
+
+def add_paired_patch_fid(
+    records: list[dict[str, Any]],
+    patches: list[PatchMoments | None],
+    reference_at: Callable[[int], PatchMoments],
+    bootstrap: int,
+    seed: int,
+) -> None:
+    """Each setting vs the first, when both have patch statistics at one size (a hires setting
+    against a plain one has not): patch FID(setting) - patch FID(first), paired over the items."""
+    baseline = patches[0] if patches else None
+    for record, own in zip(records[1:], patches[1:]):
+        if baseline is None or own is None or own.size != baseline.size or own.n_images != baseline.n_images:
+            continue
+        paired = patch_fid_difference(own, baseline, reference_at(own.size[0]), bootstrap, seed)
+        z = paired.difference / paired.standard_error if paired.standard_error > 0 else 0.0
+        record["paired_patch_fid_vs_first"] = {"baseline": records[0]["label"], **paired.as_params(), "z": z}
 
 
 def verdict_changes(baseline: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -473,6 +495,10 @@ def print_table(records: list[dict[str, Any]]) -> None:
             print(f"  {r['label']} vs {paired['baseline']}: attribute accuracy {paired['difference']:+.3f} "
                   f"± {paired['standard_error']:.3f} (paired SE, z={paired['z']:.1f}); all attributes right in "
                   f"{paired['fixed']} images only here, in {paired['broken']} only in the baseline")
+        patch = r.get("paired_patch_fid_vs_first")
+        if patch:
+            print(f"  {r['label']} vs {patch['baseline']}: patch_fid {patch['difference']:+.4f} ± "
+                  f"{patch['standard_error']:.4f} (paired bootstrap SE, z={patch['z']:.1f})")
         diversity = r.get("paired_diversity_vs_first", {})
         for metric, d in diversity.get("metrics", {}).items():
             print(f"  {r['label']} vs {diversity['baseline']}: {metric} {d['difference']:+.4f} ± "

@@ -56,6 +56,7 @@ def test_eval_grid_logs_nested_runs_and_report(trained: Path, tmp_path: Path) ->
     assert record["nfe"] == 3 and record["network_evals"] == 6 and record["judge_validity"] is not None
     assert report["records"][0]["network_evals"] == 3  # scale 1: the conditional branch only
     assert record["params"]["patch_fid"]["compared_at"] == [16, 16] and record["metrics"]["patch_fid"] >= 0
+    assert record["paired_patch_fid_vs_first"]["baseline"] == report["records"][0]["label"]
     assert (tmp_path / "out" / "pareto.png").is_file() and (tmp_path / "out" / "report.html").is_file()
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("eval")

@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from evaluation.fid import fid_from_features
-from evaluation.patch_fid import PatchAccumulator, centred_windows, patch_fid, patch_moments
+from evaluation.patch_fid import (
+    PatchAccumulator, centred_windows, patch_fid, patch_fid_difference, patch_fid_value, patch_moments,
+)
 from evaluation.refstats import ReferenceCache, ReferenceKey
 
 
@@ -134,3 +136,21 @@ def test_a_reference_exists_at_the_data_size_and_at_any_size_of_rendered_data() 
     assert missing_patch_reference(32, 32, 16, renders_at_any_resolution=True) is None
     assert "the data is 16 px and is not rendered at other sizes" in missing_patch_reference(32, 32, 16, False)
     assert missing_patch_reference(32, 24, 16, True) == "no reference at 32x24 px: the data is square"
+
+
+def test_paired_difference_of_two_settings_on_the_same_items() -> None:
+    """Sharp images against the same scenes blurred: the difference is the two patch FIDs'
+    difference, far below 0 for its paired SE; a setting against itself differs by exactly 0."""
+    reference = patch_moments(squares(200, 16, seed=0))
+    sharp_images = squares(120, 16, seed=1)
+    small = F.interpolate(sharp_images.float(), size=8, mode="area")
+    blurred = patch_moments(F.interpolate(small, size=16, mode="bilinear", align_corners=False).round().to(torch.uint8))
+    sharp = patch_moments(sharp_images)
+    paired = patch_fid_difference(sharp, blurred, reference, bootstrap=100)
+    assert paired.difference == pytest.approx(patch_fid_value(sharp, reference) - patch_fid_value(blurred, reference))
+    assert paired.difference / paired.standard_error < -5
+    assert paired.interval.high < 0
+    same = patch_fid_difference(sharp, sharp, reference, bootstrap=20)
+    assert same.difference == 0.0 and same.standard_error == 0.0
+    with pytest.raises(ValueError, match="same items at one size"):
+        patch_fid_difference(sharp, patch_moments(sharp_images[:100]), reference, bootstrap=10)

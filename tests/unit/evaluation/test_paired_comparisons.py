@@ -11,7 +11,10 @@ import torch
 from PIL import Image
 
 from evaluation.diversity import prompt_diversity
-from mjexp.evaluate import add_paired_comparisons, add_paired_diversity, disagreement_grids, verdict_changes
+from evaluation.patch_fid import patch_fid_difference, patch_moments
+from mjexp.evaluate import (
+    add_paired_comparisons, add_paired_diversity, add_paired_patch_fid, disagreement_grids, verdict_changes,
+)
 
 
 def test_verdict_changes_counts_both_directions() -> None:
@@ -76,3 +79,26 @@ def test_disagreement_grid_of_a_larger_setting_shows_both_rows_at_its_size(tmp_p
     grids = disagreement_grids([{"label": "plain"}, {"label": "hires"}], flags, [base_files, other_files], limit=2)
     fixed = next(v for k, v in grids.items() if ": fixed" in k)
     assert fixed.shape == (4, 3, 8, 8) and fixed[:, 0, 7, 7].tolist() == [11, 255, 101, 255]
+
+
+def test_paired_patch_fid_only_between_settings_of_one_size() -> None:
+    """A plain setting (8 px) first, then another plain one and a hires one (16 px): only the
+    plain one is paired with the first, against the reference at its size."""
+    g = torch.Generator().manual_seed(0)
+    images = {size: torch.randint(0, 256, (12, 3, size, size), dtype=torch.uint8, generator=g) for size in (8, 16)}
+    references = {size: patch_moments(torch.randint(0, 256, (20, 3, size, size), dtype=torch.uint8, generator=g))
+                  for size in (8, 16)}
+    patches = [patch_moments(images[8]), patch_moments(images[8].flip(-1)), patch_moments(images[16])]
+    records = [{"label": "a"}, {"label": "b"}, {"label": "hires"}]
+    asked: list[int] = []
+
+    def reference_at(size: int):
+        asked.append(size)
+        return references[size]
+
+    add_paired_patch_fid(records, patches, reference_at, bootstrap=20, seed=0)
+    expected = patch_fid_difference(patches[1], patches[0], references[8], 20, 0)
+    paired = records[1]["paired_patch_fid_vs_first"]
+    assert paired["baseline"] == "a" and paired["difference"] == pytest.approx(expected.difference)
+    assert paired["standard_error"] == pytest.approx(expected.standard_error)
+    assert "paired_patch_fid_vs_first" not in records[2] and asked == [8]
