@@ -265,7 +265,7 @@ class HiresConfig:
     enabled: bool = False
     scale: float = 2.0
     upscaler: str = "bicubic"
-    strength: float = 0.5
+    strength: float = 0.1  # README, "Hires fix on the default model"; hires=sr sets 0.5
     steps: int = 10
     guidance_scale: Optional[float] = None
     # upscaler=sr: the super-resolution model (export folder, .ckpt or mlflow:<run_id>) that runs the

@@ -48,7 +48,7 @@ class HiresSettings:
     enabled: bool = False
     scale: float = 2.0
     upscaler: UpscaleMode | Literal["sr"] | Upscaler = "bicubic"
-    strength: float = 0.5
+    strength: float = 0.1
     steps: int = 10
     guidance_scale: float | None = None
     noise_aug: float | None = None
