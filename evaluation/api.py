@@ -271,10 +271,10 @@ class Scorer:
         generated_patches = None
         if patches is not None:
             generated_patches = patch_moments(pixels)
-            result = patch_fid(generated_patches, patches, self.config.bootstrap, self.config.seed, self.config.level)
-            metrics["patch_fid"] = result.value
-            metrics["patch_fid/ci_low"], metrics["patch_fid/ci_high"] = result.interval.low, result.interval.high
-            params["patch_fid"] = result.params
+            patch = patch_fid(generated_patches, patches, self.config.bootstrap, self.config.seed, self.config.level)
+            metrics["patch_fid"] = patch.value
+            metrics["patch_fid/ci_low"], metrics["patch_fid/ci_high"] = patch.interval.low, patch.interval.high
+            params["patch_fid"] = patch.params
         convention = ClipScoreConvention(self.config.clip_score_weight, self.config.prompt_prefix)
         scorers = [(JUDGE, self.judge, judge_embeddings)] if self.judge is not None else []
         scorers += [(label, model, None) for label, model in self.clip_models.items()]
