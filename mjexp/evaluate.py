@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from evaluation import EvalConfig, ReferenceSet, Scorer, load_prompt_set, make_record, paired_difference, write_report
 from evaluation.attributes import holdout_accuracy
+from evaluation.bootstrap import fid_difference
 from evaluation.diversity import Diversity, paired_diversity_difference
 from evaluation.patch_fid import PatchMoments, patch_fid_difference
 from evaluation.prompt_sets import PromptSet
@@ -220,6 +221,13 @@ class ScoringContext:
             batches=lambda: reference_batches(datamodule, split),
         )
 
+    def reference_features(self) -> dict[str, tuple[torch.Tensor, int | None]]:
+        """Per FID extractor: the reference features and the extractor's rank bound."""
+        return {
+            name: (self.reference.features[name].features, extractor.feature_rank)
+            for name, extractor in self.scorer.plan.extractors.items()
+        }
+
     def patch_reference(self, size: int) -> PatchMoments:
         """The reference's window statistics at ``size`` px (patch FID): the reference split itself
         at the data's resolution, else the same split rendered at ``size`` (only for data that
@@ -297,7 +305,7 @@ class GridEvaluation:
     def run(self) -> list[dict[str, Any]]:
         """Generate and score every setting; write and log the report. Returns the records."""
         cfg, n = self.cfg, self.cfg.eval.samples_per_prompt
-        records, grids, per_item, files, diversities, patches = [], {}, [], [], [], []
+        records, grids, per_item, files, diversities, patches, features = [], {}, [], [], [], [], []
         prompt_params = self.prompts.params if isinstance(self.prompts, PromptSet) else {"prompt_set": DATA_PROMPTS}
         self.tracker.log_params({"eval": {**prompt_params, "samples_per_prompt": n, "n_settings": len(self.settings)}})
         for number, overrides in enumerate(self.settings, 1):
@@ -310,10 +318,13 @@ class GridEvaluation:
             files.append(outcome.files)
             diversities.append(outcome.diversity)
             patches.append(outcome.patches)
+            features.append(outcome.features)
             grids.update(outcome.grids)
         add_paired_comparisons(records, per_item)
         add_paired_diversity(records, diversities)
         add_paired_patch_fid(records, patches, self.context.patch_reference, cfg.eval.bootstrap, cfg.eval.seed)
+        add_paired_fid(records, features, self.context.reference_features(), cfg.eval.bootstrap, cfg.eval.seed,
+                       cfg.eval.device)
         grids.update(disagreement_grids(records, per_item, files))
         paths = write_report(records, self.out_dir, grids, title=f"mjexp evaluation: {cfg.name}")
         for path in paths.values():
@@ -425,6 +436,31 @@ def add_paired_diversity(records: list[dict[str, Any]], diversities: list[Mappin
             record["paired_diversity_vs_first"] = {"baseline": records[0]["label"], "metrics": paired}
 
 
+def add_paired_fid(
+    records: list[dict[str, Any]],
+    features: list[Mapping[str, torch.Tensor]],
+    reference: Mapping[str, tuple[torch.Tensor, int | None]],
+    bootstrap: int,
+    seed: int,
+    device: str,
+) -> None:
+    """Each setting vs the first, per FID extractor: FID(setting) - FID(first) with the paired
+    bootstrap (:func:`evaluation.bootstrap.fid_difference`); ``reference`` maps an extractor to its
+    reference features and rank bound. Hires settings pair with plain ones: features do not
+    depend on the image size."""
+    for record, own in zip(records[1:], features[1:]):
+        paired = {}
+        for name, (reference_features, rank) in reference.items():
+            if name not in own or name not in features[0] or own[name].shape != features[0][name].shape:
+                continue
+            result = fid_difference(own[name], features[0][name], reference_features, bootstrap, seed,
+                                    device=device, feature_rank=rank)
+            z = result.difference / result.standard_error if result.standard_error > 0 else 0.0
+            paired[f"fid/{name}"] = {**result.as_params(), "z": z}
+        if paired:
+            record["paired_fid_vs_first"] = {"baseline": records[0]["label"], "metrics": paired}
+
+
 def add_paired_patch_fid(
     records: list[dict[str, Any]],
     patches: list[PatchMoments | None],
@@ -495,6 +531,10 @@ def print_table(records: list[dict[str, Any]]) -> None:
             print(f"  {r['label']} vs {paired['baseline']}: attribute accuracy {paired['difference']:+.3f} "
                   f"± {paired['standard_error']:.3f} (paired SE, z={paired['z']:.1f}); all attributes right in "
                   f"{paired['fixed']} images only here, in {paired['broken']} only in the baseline")
+        fids = r.get("paired_fid_vs_first", {})
+        for metric, d in fids.get("metrics", {}).items():
+            print(f"  {r['label']} vs {fids['baseline']}: {metric} {d['difference']:+.4f} ± "
+                  f"{d['standard_error']:.4f} (paired bootstrap SE, z={d['z']:.1f})")
         patch = r.get("paired_patch_fid_vs_first")
         if patch:
             print(f"  {r['label']} vs {patch['baseline']}: patch_fid {patch['difference']:+.4f} ± "

@@ -42,6 +42,17 @@ def to_png_array(image: torch.Tensor) -> np.ndarray:
     return ((image.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
+def image_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings that shape the images: a disabled hires block counts as ``{"enabled": False}``
+    whatever its other fields say (they changed default since folders were written; a disabled
+    second pass never reads them)."""
+    effective = dict(settings)
+    hires = effective.get("hires")
+    if isinstance(hires, Mapping) and not hires.get("enabled", False):
+        effective["hires"] = {"enabled": False}
+    return effective
+
+
 def with_added_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """``settings`` (a manifest row's) with every key of :data:`ADDED_SETTINGS` it lacks filled in."""
     filled = copy.deepcopy(dict(settings))
@@ -141,7 +152,8 @@ def generate_to_folder(
     (folder / "images").mkdir(parents=True, exist_ok=True)
     (folder / "base").mkdir(exist_ok=True)
     done = read_manifest(folder)
-    stale = [row for row in done.values() if with_added_settings(row.get("settings") or {}) != dict(settings)]
+    wanted = image_settings(settings)
+    stale = [row for row in done.values() if image_settings(with_added_settings(row.get("settings") or {})) != wanted]
     if stale:
         raise ValueError(
             f"{folder} holds images made with other settings ({stale[0].get('settings')}); "

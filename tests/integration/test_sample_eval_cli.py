@@ -57,6 +57,7 @@ def test_eval_grid_logs_nested_runs_and_report(trained: Path, tmp_path: Path) ->
     assert report["records"][0]["network_evals"] == 3  # scale 1: the conditional branch only
     assert record["params"]["patch_fid"]["compared_at"] == [16, 16] and record["metrics"]["patch_fid"] >= 0
     assert record["paired_patch_fid_vs_first"]["baseline"] == report["records"][0]["label"]
+    assert {"difference", "standard_error", "z", "low", "high"} <= set(record["paired_fid_vs_first"]["metrics"]["fid/judge"])
     assert (tmp_path / "out" / "pareto.png").is_file() and (tmp_path / "out" / "report.html").is_file()
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("eval")

@@ -11,9 +11,11 @@ import torch
 from PIL import Image
 
 from evaluation.diversity import prompt_diversity
+from evaluation.bootstrap import fid_difference
 from evaluation.patch_fid import patch_fid_difference, patch_moments
 from mjexp.evaluate import (
-    add_paired_comparisons, add_paired_diversity, add_paired_patch_fid, disagreement_grids, verdict_changes,
+    add_paired_comparisons, add_paired_diversity, add_paired_fid, add_paired_patch_fid, disagreement_grids,
+    verdict_changes,
 )
 
 
@@ -102,3 +104,19 @@ def test_paired_patch_fid_only_between_settings_of_one_size() -> None:
     assert paired["baseline"] == "a" and paired["difference"] == pytest.approx(expected.difference)
     assert paired["standard_error"] == pytest.approx(expected.standard_error)
     assert "paired_patch_fid_vs_first" not in records[2] and asked == [8]
+
+
+def test_paired_fid_of_each_setting_against_the_first() -> None:
+    g = torch.Generator().manual_seed(0)
+    reference = torch.randn(60, 4, generator=g)
+    first = torch.randn(30, 4, generator=g)
+    shifted = first + 0.5  # the same items, moved: FID rises, paired SE small
+    records = [{"label": "a"}, {"label": "b"}, {"label": "fewer"}]
+    features = [{"judge": first}, {"judge": shifted}, {"judge": first[:20]}]
+    add_paired_fid(records, features, {"judge": (reference, None)}, bootstrap=30, seed=0, device="cpu")
+    expected = fid_difference(shifted, first, reference, 30, 0)
+    paired = records[1]["paired_fid_vs_first"]
+    assert paired["baseline"] == "a"
+    assert paired["metrics"]["fid/judge"]["difference"] == pytest.approx(expected.difference)
+    assert paired["metrics"]["fid/judge"]["z"] == pytest.approx(expected.difference / expected.standard_error)
+    assert expected.difference > 0.5 and "paired_fid_vs_first" not in records[2]  # other items: no pairing

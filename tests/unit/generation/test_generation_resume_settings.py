@@ -1,5 +1,6 @@
 """Resuming a generation folder: rows made with other settings are refused, rows written before a
-settings key existed count as that key's old behaviour (``ADDED_SETTINGS``)."""
+settings key existed count as that key's old behaviour (``ADDED_SETTINGS``), and the fields of a
+disabled hires fix do not count."""
 
 from __future__ import annotations
 
@@ -46,3 +47,18 @@ def test_rows_with_other_settings_are_refused(tmp_path: Path) -> None:
     generate_to_folder(None, PROMPTS, 1, folder, settings(noise="independent"), batch_size=2)
     with pytest.raises(ValueError, match="other settings"):
         generate_to_folder(None, PROMPTS, 1, folder, settings(noise="independent", steps=50), batch_size=2)
+
+
+def test_fields_of_a_disabled_hires_fix_do_not_make_other_settings(tmp_path: Path) -> None:
+    """Folders written when the default hires strength was 0.5 resume under the 0.1 default while
+    the hires fix is off; with it on, the strength is part of the images."""
+    def with_hires(enabled: bool, strength: float) -> dict:
+        return {**settings(noise="independent"), "hires": {"enabled": enabled, "strength": strength, "scale": 2.0}}
+
+    folder = finished_folder(tmp_path / "off", with_hires(False, 0.5))
+    assert sorted(generate_to_folder(None, PROMPTS, 1, folder, with_hires(False, 0.1), batch_size=2)) == [(0, 0), (1, 0)]
+    on = finished_folder(tmp_path / "on", with_hires(True, 0.5))
+    with pytest.raises(ValueError, match="other settings"):
+        generate_to_folder(None, PROMPTS, 1, on, with_hires(True, 0.1), batch_size=2)
+    with pytest.raises(ValueError, match="other settings"):
+        generate_to_folder(None, PROMPTS, 1, on, with_hires(False, 0.5), batch_size=2)
