@@ -6,6 +6,10 @@
   (``metric/ci_low``, ``metric/ci_high`` as a normal-approximation SE, (high - low) / (2 z)) or its
   reported ``metric/se``, propagated to the mean of n independent runs: sqrt(sum se_i^2) / n.
   It ignores training randomness, so it understates the arm's error whenever seeds differ.
+
+Runs of one seed (the same training repeated, e.g. after a crash or a code change) are averaged
+first: they share the seed's initialisation, data order and noise, so they are not independent
+draws of the training randomness, and counting them as such would shrink ``se_seeds``.
 """
 
 from __future__ import annotations
@@ -37,9 +41,12 @@ class Arm:
 
     factors: dict[str, str]
     label: str
-    replicates: list[str | None]
+    replicates: list[str | None]  # distinct seeds
+    runs: int  # measurements pooled (more than ``replicates`` when a seed was run again)
     metrics: dict[str, Estimate] = field(default_factory=dict)
     costs: dict[str, float] = field(default_factory=dict)
+    # Per metric, per seed: the value (mean of that seed's runs); what paired comparisons match.
+    per_replicate: dict[str, dict[str | None, float]] = field(default_factory=dict)
 
     @property
     def single_seed(self) -> bool:
@@ -113,6 +120,21 @@ def arm_label(factors: dict[str, str], varying: Sequence[str]) -> str:
     return ", ".join(f"{k}={factors.get(k, '-')}" for k in varying) or "all runs"
 
 
+def per_replicate(members: Sequence[Measurement], metric: str) -> dict[str | None, tuple[float, float]]:
+    """Per seed with ``metric``: the mean over that seed's runs and the bootstrap SE of that mean."""
+    by_seed: dict[str | None, list[Measurement]] = {}
+    for m in members:
+        if metric in m.metrics:
+            by_seed.setdefault(m.replicate, []).append(m)
+    return {
+        seed: (
+            float(np.mean([m.metrics[metric] for m in runs])),
+            math.sqrt(sum(bootstrap_se(m, metric) ** 2 for m in runs)) / len(runs),
+        )
+        for seed, runs in by_seed.items()
+    }
+
+
 def group_arms(measurements: Sequence[Measurement], metrics: Sequence[str] | None = None) -> list[Arm]:
     """One arm per distinct factor set, ordered by the varying factors' values."""
     metrics = list(metrics) if metrics is not None else headline_metrics(measurements)
@@ -123,13 +145,13 @@ def group_arms(measurements: Sequence[Measurement], metrics: Sequence[str] | Non
     arms = []
     for members in groups.values():
         factors = members[0].factors
-        arm = Arm(factors, arm_label(factors, varying), [m.replicate for m in members])
+        seeds = sorted({m.replicate for m in members}, key=sort_key)
+        arm = Arm(factors, arm_label(factors, varying), seeds, len(members))
         for name in metrics:
-            with_metric = [m for m in members if name in m.metrics]
-            if with_metric:
-                arm.metrics[name] = estimate(
-                    [m.metrics[name] for m in with_metric], [bootstrap_se(m, name) for m in with_metric]
-                )
+            values = per_replicate(members, name)
+            if values:
+                arm.per_replicate[name] = {seed: value for seed, (value, _) in values.items()}
+                arm.metrics[name] = estimate([v for v, _ in values.values()], [se for _, se in values.values()])
         cost_names = sorted({c for m in members for c in m.costs})
         arm.costs = {c: float(np.mean([m.costs[c] for m in members if c in m.costs])) for c in cost_names}
         arms.append(arm)

@@ -8,7 +8,11 @@ Reads the experiment from the local SQLite store (``mlflow.db`` in the current f
 * ``comparison.md`` and ``comparison.csv``: one row per arm, each metric's mean with its standard
   error over seeds and its within-run bootstrap SE (:mod:`sweeps.aggregate`), and cost columns
   (wall time of the training run, generation seconds, images/s, nfe); arms with a single seed are
-  flagged; unfinished training runs are listed with their errors;
+  flagged; unfinished training runs are listed with their errors; runs of one seed are averaged
+  before pooling (they are one draw of the training randomness);
+* ``paired.csv`` and a section of ``comparison.md``: each arm minus its baseline arm seed by seed
+  (:mod:`sweeps.paired`; ``--baseline KEY=VALUE``, default the first varying sampling setting at
+  its first value), whose error bar leaves out what the two arms' runs of one seed share;
 * ``pareto.png`` (FID vs CLIP score per schedule / sampler / guidance variant),
   ``metric_vs_nfe.png`` and ``metric_vs_hires_strength.png`` where those factors vary.
 """
@@ -27,6 +31,7 @@ from mjexp.tracking.mlflow import configure_sqlite_busy_timeout, resolve_trackin
 from sweeps.aggregate import (
     Arm, Estimate, fixed_encoder_seeds, group_arms, headline_metrics, judges_of_arms, varying_factors,
 )
+from sweeps.paired import Baseline, PairedDifference, default_baseline, paired_differences, parse_baseline
 from sweeps.plots import comparison_plots
 from sweeps.runs import FailedRun, measurements_from_runs, search_all_runs
 
@@ -47,6 +52,8 @@ class Comparison:
     varying: list[str]
     metrics: list[str]
     files: list[Path]
+    baseline: Baseline | None
+    paired: list[PairedDifference]
 
 
 def pick_metric(names: Sequence[str], family: str) -> str | None:
@@ -66,6 +73,51 @@ def format_estimate(e: Estimate | None) -> str:
 
 def format_cost(value: float | None) -> str:
     return "" if value is None else f"{value:.3g}"
+
+
+def format_paired(d: PairedDifference | None) -> str:
+    if d is None:
+        return ""
+    if d.n_seeds < 2:
+        return f"{d.difference:+.4g} (1 seed)"
+    return f"{d.difference:+.4g} ± {d.se:.2g} [{d.ci_low:+.3g}, {d.ci_high:+.3g}]"
+
+
+def write_paired_csv(paired: Sequence[PairedDifference], path: Path) -> Path:
+    header = ["arm", "baseline_arm", "metric", "difference", "se_seeds", "n_seeds", "ci_low", "ci_high"]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for d in paired:
+            writer.writerow([d.arm, d.baseline, d.metric, d.difference, d.se, d.n_seeds, d.ci_low, d.ci_high])
+    return path
+
+
+def paired_section(
+    baseline: Baseline | None, paired: Sequence[PairedDifference], metrics: Sequence[str], replicate_key: str
+) -> list[str]:
+    """The paired table of ``comparison.md`` (nothing when no arm has a baseline arm)."""
+    if baseline is None or not paired:
+        return []
+    lines = [
+        "", f"## Paired with `{baseline}`", "",
+        f"Each arm minus the arm that differs from it only in `{baseline.key}` (set to {baseline.value}), "
+        f"{replicate_key} by {replicate_key}: mean ± standard error over {replicate_key}s [95% Student-t interval]. "
+        "Runs of one seed share what a seed fixes (one training run, when only sampling settings differ), so "
+        "this error bar is usually far smaller than the table's above. One shared seed gives no error bar: "
+        "compare within the run with `mjexp.eval`'s paired tests (`report.json`). "
+        "`--baseline KEY=VALUE` picks another baseline.",
+        "",
+    ]
+    header = ["arm", "paired seeds", *metrics]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    cells: dict[str, dict[str, PairedDifference]] = {}
+    for d in paired:
+        cells.setdefault(d.arm, {})[d.metric] = d
+    for arm, by_metric in cells.items():
+        seeds = max(d.n_seeds for d in by_metric.values())
+        lines.append("| " + " | ".join([arm, str(seeds), *[format_paired(by_metric.get(m)) for m in metrics]]) + " |")
+    return lines
 
 
 def write_csv(arms: Sequence[Arm], varying: Sequence[str], metrics: Sequence[str], path: Path) -> Path:
@@ -90,9 +142,11 @@ def write_csv(arms: Sequence[Arm], varying: Sequence[str], metrics: Sequence[str
 def markdown(
     experiment: str, uri: str, arms: Sequence[Arm], failed: Sequence[FailedRun], metrics: Sequence[str],
     plots: Sequence[Path], replicate_key: str, fixed_encoder: set[str] = frozenset(),
-    judges: dict[str, list[str]] | None = None,
+    judges: dict[str, list[str]] | None = None, baseline: Baseline | None = None,
+    paired: Sequence[PairedDifference] = (),
 ) -> str:
     single = [a for a in arms if a.single_seed]
+    rerun = [a for a in arms if a.runs > len(a.replicates)]
     lines = [
         f"# Comparison: {experiment}",
         "",
@@ -107,6 +161,14 @@ def markdown(
             f"**Note:** {len(single)} of {len(arms)} arm(s) have a single seed, so they have no "
             f"seed-to-seed error (`± n/a`); only the bootstrap SE over images, which ignores training "
             f"randomness. Repeat the training with `{replicate_key}=0,1,2` for honest error bars.",
+        ]
+    if rerun:
+        lines += [
+            "",
+            f"**Note:** {len(rerun)} arm(s) hold more runs than distinct `{replicate_key}` values (e.g. "
+            f"*{rerun[0].label}*: {rerun[0].runs} runs of {len(rerun[0].replicates)} seed(s)). Runs of one seed "
+            "are averaged first, as they share its initialisation, data order and noise; `seeds` counts "
+            "distinct seeds.",
         ]
     if fixed_encoder and replicate_key != "text_encoder.seed":
         seeds = ", ".join(f"`text_encoder.seed={seed}`" for seed in sorted(fixed_encoder))
@@ -132,9 +194,11 @@ def markdown(
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for a in arms:
         seeds = f"{len(a.replicates)}" + (" (single seed)" if a.single_seed else "")
+        seeds += f" ({a.runs} runs)" if a.runs > len(a.replicates) else ""
         cells = [a.label, seeds, *[format_estimate(a.metrics.get(m)) for m in metrics]]
         cells += [format_cost(a.costs.get(c)) for c in COST_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += paired_section(baseline, paired, metrics, replicate_key)
     if failed:
         lines += ["", "## Unfinished training runs", "", "| run | status | overrides | error |", "|---|---|---|---|"]
         for f in failed:
@@ -153,6 +217,7 @@ def compare(
     metrics: Sequence[str] | None = None,
     replicate_key: str = "seed",
     filter_string: str = "",
+    baseline: str | None = None,
 ) -> Comparison:
     """Write the comparison of ``experiment``'s runs; see the module docstring."""
     from mlflow.tracking import MlflowClient
@@ -178,6 +243,9 @@ def compare(
     metrics = list(metrics) if metrics else headline_metrics(measurements)
     arms = group_arms(measurements, metrics)
     varying = varying_factors(measurements)
+    chosen = (parse_baseline(baseline, arms, varying) if baseline
+              else default_baseline(arms, varying, {k for m in measurements for k in m.setting}))
+    paired = paired_differences(arms, metrics, chosen) if chosen else []
     out = Path(out_dir) if out_dir else Path("comparisons") / experiment
     out.mkdir(parents=True, exist_ok=True)
     plots = comparison_plots(arms, varying, pick_metric(metrics, "fid"), pick_metric(metrics, "clip_score"), out)
@@ -186,12 +254,13 @@ def compare(
     table.write_text(
         markdown(
             experiment, uri, arms, failed, metrics, plots, replicate_key, fixed_encoder,
-            judges_of_arms(arms, measurements),
+            judges_of_arms(arms, measurements), chosen, paired,
         ),
         encoding="utf-8",
     )
-    files = [table, write_csv(arms, varying, metrics, out / "comparison.csv"), *plots]
-    return Comparison(arms, failed, varying, metrics, files)
+    files = [table, write_csv(arms, varying, metrics, out / "comparison.csv")]
+    files += [write_paired_csv(paired, out / "paired.csv")] if paired else []
+    return Comparison(arms, failed, varying, metrics, files + plots, chosen, paired)
 
 
 @reports_user_errors
@@ -205,8 +274,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--filter", default="", help="MLflow filter on training runs, e.g. \"tags.`mjexp.sweep_dir` LIKE '%%01-02%%'\""
     )
+    parser.add_argument(
+        "--baseline", help="KEY=VALUE: pair each arm with the arm that has KEY=VALUE and its other factors "
+        "(default: the first varying sampling setting at its first value)",
+    )
     args = parser.parse_args(argv)
-    result = compare(args.experiment, args.tracking_uri, args.out, args.metrics, args.replicate_key, args.filter)
+    result = compare(args.experiment, args.tracking_uri, args.out, args.metrics, args.replicate_key, args.filter,
+                     args.baseline)
     print(result.files[0].read_text(encoding="utf-8"))
     print("Wrote " + ", ".join(str(p) for p in result.files))
 

@@ -83,7 +83,80 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
         for seed in range(2):
             log_training(client, judges, {"seed": seed, "eval.judge.seed": judge_seed},
                          [({"guidance.scale": 3.0}, {"attr_acc/judge/mean": 0.9})], child_params={JUDGE_WEIGHTS_PARAM: sha})
+    # Guidance scales 1 and 3 of three seeds, seed 0 trained twice: a metric with a seed effect
+    # shared by both scales of a training, a scale effect of +0.1, and per-run noise.
+    paired = client.create_experiment("paired")
+    for seed, noise_1, noise_3 in PAIRED_RUNS:
+        shared = 0.7 + SEED_EFFECT[seed]
+        log_training(client, paired, {"seed": seed}, [
+            ({"guidance.scale": 1.0}, {"attr_acc/judge/mean": shared + noise_1}),
+            ({"guidance.scale": 3.0}, {"attr_acc/judge/mean": shared + 0.1 + noise_3}),
+        ])
     return uri
+
+
+SEED_EFFECT = {0: 0.0, 1: 0.3, 2: -0.2}
+PAIRED_RUNS = [(0, 0.00, 0.02), (0, 0.04, 0.00), (1, 0.01, 0.05), (2, -0.02, 0.01)]  # seed, noise at 1, at 3
+T_975_DF2 = 4.302652729911275  # Student t quantile, 2 degrees of freedom
+
+
+def test_runs_of_one_seed_are_averaged_before_pooling(store: str, tmp_path: Path) -> None:
+    result = compare("paired", store, tmp_path)
+    arm = next(a for a in result.arms if a.factors["guidance.scale"] == "3.0")
+    assert arm.replicates == ["0", "1", "2"] and arm.runs == 4
+    per_seed = np.array([0.7 + 0.1 + (0.02 + 0.00) / 2, 0.7 + 0.3 + 0.1 + 0.05, 0.7 - 0.2 + 0.1 + 0.01])
+    estimate = arm.metrics["attr_acc/judge/mean"]
+    assert estimate.n == 3 and estimate.mean == pytest.approx(per_seed.mean())
+    assert estimate.se_seeds == pytest.approx(per_seed.std(ddof=1) / math.sqrt(3))
+    text = (tmp_path / "comparison.md").read_text()
+    assert "| 3 (4 runs) |" in text and "2 arm(s) hold more runs than distinct `seed` values" in text
+
+
+def test_paired_differences_cancel_what_a_seed_shares(store: str, tmp_path: Path) -> None:
+    result = compare("paired", store, tmp_path)  # default baseline: the varying setting's first value
+    assert str(result.baseline) == "guidance.scale=1.0"
+    [paired] = result.paired
+    differences = np.array([0.1 + 0.01 - 0.02, 0.1 + 0.05 - 0.01, 0.1 + 0.01 + 0.02])  # per seed, seed 0 averaged
+    se = differences.std(ddof=1) / math.sqrt(3)
+    assert (paired.arm, paired.baseline, paired.n_seeds) == ("guidance.scale=3.0", "guidance.scale=1.0", 3)
+    assert paired.difference == pytest.approx(differences.mean()) and paired.se == pytest.approx(se)
+    assert (paired.ci_low, paired.ci_high) == pytest.approx((0.12 - T_975_DF2 * se, 0.12 + T_975_DF2 * se))
+    unpaired = next(a for a in result.arms if a.label == "guidance.scale=3.0").metrics["attr_acc/judge/mean"]
+    assert paired.se < unpaired.se_seeds / 5  # the seed effect (+-0.3) is gone
+    with open(tmp_path / "paired.csv") as f:
+        [row] = list(csv.DictReader(f))
+    assert row["metric"] == "attr_acc/judge/mean" and float(row["difference"]) == pytest.approx(0.12)
+    assert "## Paired with `guidance.scale=1.0`" in (tmp_path / "comparison.md").read_text()
+
+
+def test_baseline_is_chosen_on_the_command_line_and_checked(store: str, tmp_path: Path, capsys) -> None:
+    main(["samplers", "--tracking-uri", store, "--out", str(tmp_path), "--baseline", "sampler.steps=5"])
+    assert "## Paired with `sampler.steps=5`" in capsys.readouterr().out
+    with open(tmp_path / "paired.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["metric"] == "fid/judge"]
+    # FID = base - steps / 5 + 0.5 seed: 10 steps is 1 lower at every seed, so no spread.
+    assert [(r["arm"], float(r["difference"]), float(r["se_seeds"])) for r in rows] == [
+        ("sampler.name=ddim, sampler.steps=10", pytest.approx(-1.0), pytest.approx(0.0, abs=1e-12)),
+        ("sampler.name=heun, sampler.steps=10", pytest.approx(-1.0), pytest.approx(0.0, abs=1e-12)),
+    ]
+    for baseline, error in (("optim.lr=1", "'optim.lr' is not a factor that varies between the arms; those are: "
+                             "sampler.name, sampler.steps"),
+                            ("sampler.steps=7", "no arm has sampler.steps=7; its values are: 5, 10"),
+                            ("sampler.steps", "--baseline takes KEY=VALUE")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["samplers", "--tracking-uri", store, "--out", str(tmp_path), "--baseline", baseline])
+        assert exit_info.value.code == 2 and error in capsys.readouterr().err
+
+
+def test_single_seed_paired_differences_have_no_error_bar(store: str, tmp_path: Path) -> None:
+    result = compare("hires", store, tmp_path)
+    assert str(result.baseline) == "hires.strength=0.3"
+    fid = [d for d in result.paired if d.metric == "fid/judge"]
+    assert [(d.arm, d.difference, d.n_seeds) for d in fid] == [
+        ("hires.strength=0.5", pytest.approx(-0.2), 1), ("hires.strength=0.7", pytest.approx(-0.4), 1),
+    ]
+    assert all(math.isnan(d.se) for d in fid)
+    assert "| hires.strength=0.5 | 1 | -0.2 (1 seed) |" in (tmp_path / "comparison.md").read_text()
 
 
 def test_arms_pool_seeds_with_both_standard_errors(store: str, tmp_path: Path) -> None:
