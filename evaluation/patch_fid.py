@@ -7,7 +7,8 @@ size, so neither can see it. Patch FID compares the images' pixels directly: eve
 ``3 k^2``-dim sample (subtracting the mean drops the window's colour, already measured by
 FID/judge and attribute accuracy, and keeps its shape: edge profiles, blur, blockiness, noise);
 patch FID is the Fréchet distance between Gaussians fitted to the windows of the generated images
-and of reference images rendered at the same size, in [0, 1] pixel units. (Pixel-window
+and of reference images made at the same size (rendered, or resized from originals at least that
+large), in [0, 1] pixel units. (Pixel-window
 statistics in the spirit of the patch-level FIDs used for high-resolution synthesis, e.g. Chai et
 al. 2022's pFID, without a network, so it needs no weights and no resizing.)
 
@@ -159,7 +160,7 @@ def patch_fid(
     k = generated.patch_size
     params: dict[str, object] = {
         "definition": f"Fréchet distance of Gaussians fitted to all {k}x{k} pixel windows (stride 1), each "
-        "channel minus its window mean, pixels in [0, 1]; reference rendered at the generated images' size",
+        "channel minus its window mean, pixels in [0, 1]; reference made at the generated images' size",
         "patch_size": k,
         "compared_at": list(generated.size),
         "n_images": generated.n_images,

@@ -157,13 +157,14 @@ def reference_batches(datamodule: Any, split: str) -> Iterator[dict[str, Any]]:
     yield from datamodule.dataloader(split)
 
 
-def missing_patch_reference(height: int, width: int, resolution: int, renders_at_any_resolution: bool) -> str | None:
+def missing_patch_reference(height: int, width: int, resolution: int, native_size: float) -> str | None:
     """Why patch FID has no reference for ``height`` x ``width`` images of data at ``resolution``
-    px, or None when it has one."""
-    if height == width and (height == resolution or renders_at_any_resolution):
+    px whose reference images exist up to ``native_size`` px without upscaling, or None when it has one."""
+    if height == width and (height == resolution or height <= native_size):
         return None
     why = "the data is square" if height != width else (
-        f"the data is {resolution} px and is not rendered at other sizes (only the built-in shapes are)"
+        f"the reference images exist up to {native_size:g} px without upscaling (data resolution {resolution}); "
+        "an image folder with larger originals has references up to their size"
     )
     return f"no reference at {height}x{width} px: {why}"
 
@@ -230,12 +231,12 @@ class ScoringContext:
 
     def patch_reference(self, size: int) -> PatchMoments:
         """The reference's window statistics at ``size`` px (patch FID): the reference split itself
-        at the data's resolution, else the same split rendered at ``size`` (only for data that
-        renders at any size: :func:`missing_patch_reference`)."""
+        at the data's resolution, else the same split made at ``size`` from its originals (only up to
+        their size: :func:`missing_patch_reference`)."""
         if size not in self._patch_references:
             datamodule = self.datamodule
             if size != self.resolution:
-                print(f"Patch FID reference: the {self.split} split rendered at {size} px")
+                print(f"Patch FID reference: the {self.split} split made at {size} px")
                 datamodule = build_datamodule(OmegaConf.merge(self.data_cfg, {"resolution": size}))
             self._patch_references[size] = self.scorer.patch_reference(self.reference_set(datamodule))
         return self._patch_references[size]
@@ -245,7 +246,7 @@ class ScoringContext:
         accuracy of single-object prompts is also split into held-out and seen prompts
         (``attr_acc/judge/heldout/...``)."""
         height, width = images.shape[-2:]
-        missing = missing_patch_reference(height, width, self.resolution, self.datamodule.renders_at_any_resolution)
+        missing = missing_patch_reference(height, width, self.resolution, self.datamodule.native_size(self.split))
         patches = None if missing else self.patch_reference(height)
         result = self.scorer.score(
             images, prompts, self.reference, attrs=attrs, template=self.template if attrs else None, seeds=seeds,

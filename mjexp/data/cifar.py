@@ -21,6 +21,8 @@ from mjexp.data.images import resize_square
 from mjexp.data.module import CaptionedImageDataModule, TensorCaptionDataset
 from mjexp.data.splits import permutation_split, split_fractions
 
+CIFAR_SIZE = 32  # px, the dataset's images
+
 CIFAR10_CLASSES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )  # fmt: skip
@@ -81,6 +83,10 @@ class CIFAR10DataModule(CaptionedImageDataModule):
         """Download once (Lightning calls this on one process only)."""
         if self.download:
             cifar10_arrays(self.root, train=False, download=True)
+
+    def native_size(self, split: str) -> float:
+        """CIFAR-10's images are 32 px."""
+        return CIFAR_SIZE
 
     def build(self, split: str) -> TensorCaptionDataset:
         images, labels = cifar10_arrays(self.root, train=split != "test", download=self.download)

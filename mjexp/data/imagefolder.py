@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -163,16 +164,19 @@ class ImageFolderDataModule(CaptionedImageDataModule):
         self.root, self.caption_column, self.max_pixels = Path(root), caption_column, max_pixels
         self.fractions = split_fractions(judge_fraction, val_fraction, test_fraction)
         self._loaded: tuple[torch.Tensor, list[MetadataRow]] | None = None
+        self._shorter_sides: np.ndarray | None = None  # per loaded row, of its file
 
     def load(self) -> tuple[torch.Tensor, list[MetadataRow]]:
         """Decode every usable row once: uint8 images (N, 3, R, R) and their rows; warns once."""
         if self._loaded is None:
             skipped = SkipLog()
             candidates, listed = read_metadata(self.root, self.caption_column, skipped)
-            images, rows = [], []
+            images, rows, sides = [], [], []
             for row in candidates:
                 try:
-                    images.append(load_rgb(self.root / row.file_name, self.resolution, self.max_pixels))
+                    loaded = load_rgb(self.root / row.file_name, self.resolution, self.max_pixels)
+                    images.append(loaded.pixels)
+                    sides.append(loaded.shorter_side)
                     rows.append(row)
                 except UnusableImage as exc:
                     skipped.add(exc.reason, f"line {row.line} {row.file_name!r}: {exc.detail}")
@@ -185,12 +189,21 @@ class ImageFolderDataModule(CaptionedImageDataModule):
                 notes.append(f"{len(unlisted)} image files have no metadata row (e.g. {unlisted[0]!r})")
             if notes:
                 warnings.warn(f"imagefolder {str(self.root)!r}: {'; '.join(notes)}", ImageFolderWarning, stacklevel=2)
-            self._loaded = torch.stack(images), rows
+            self._loaded, self._shorter_sides = (torch.stack(images), rows), np.array(sides)
         return self._loaded
+
+    def split_index(self, split: str) -> np.ndarray:
+        _, rows = self.load()
+        return hash_split([row.file_name for row in rows], self.fractions, split)
+
+    def native_size(self, split: str) -> float:
+        """The shorter side of the split's smallest original: larger sizes would upscale it."""
+        self.load()
+        return float(self._shorter_sides[self.split_index(split)].min())
 
     def build(self, split: str) -> TensorCaptionDataset:
         images, rows = self.load()
-        index = hash_split([row.file_name for row in rows], self.fractions, split)
+        index = self.split_index(split)
         fingerprint = {
             "dataset": "imagefolder",
             "root": str(self.root.resolve()),

@@ -87,9 +87,6 @@ class CaptionedImageDataModule(L.LightningDataModule):
     """
 
     schema: CaptionSchema | None = None  # attribute vocabulary + caption template, when known
-    # True when the same images can be made natively at any ``resolution`` (rendered, not resized),
-    # so a reference exists at a hires fix's output size (patch FID, mjexp.evaluate).
-    renders_at_any_resolution: bool = False
 
     def __init__(self, resolution: int, batch_size: int, num_workers: int, seed: int) -> None:
         super().__init__()
@@ -102,6 +99,13 @@ class CaptionedImageDataModule(L.LightningDataModule):
 
     def build(self, split: str) -> CaptionedDataset:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def native_size(self, split: str) -> float:
+        """The largest square size at which every image of ``split`` exists without upscaling
+        (``math.inf`` for data rendered at any size): a datamodule built at that ``resolution`` or
+        below gives a reference for a hires fix's output (patch FID, mjexp.evaluate). The data's own
+        resolution is a reference in any case (it is what the model learned)."""
+        return self.resolution
 
     def dataset(self, split: str) -> CaptionedDataset:
         """The (cached) dataset of ``split``; an empty split is an error."""

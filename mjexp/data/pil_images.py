@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -46,7 +47,12 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_rgb(path: Path, resolution: int, max_pixels: int = PIL_MAX_PIXELS) -> torch.Tensor:
+class LoadedImage(NamedTuple):
+    pixels: torch.Tensor  # uint8 (3, R, R)
+    shorter_side: int  # of the file: the largest square size it gives without upscaling
+
+
+def load_rgb(path: Path, resolution: int, max_pixels: int = PIL_MAX_PIXELS) -> LoadedImage:
     """uint8 (3, R, R): resized so the shorter side is R (bicubic, antialiased), centre-cropped."""
     try:
         with warnings.catch_warnings():
@@ -69,4 +75,5 @@ def load_rgb(path: Path, resolution: int, max_pixels: int = PIL_MAX_PIXELS) -> t
             rgb = ImageOps.fit(to_rgb(image), (resolution, resolution), Image.Resampling.BICUBIC)
         except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated or corrupt data
             raise UnusableImage("unreadable", str(exc)) from exc
-    return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+    pixels = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+    return LoadedImage(pixels, min(width, height))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -325,7 +326,9 @@ class ShapesDataModule(CaptionedImageDataModule):
     docstring).
     """
 
-    renders_at_any_resolution = True
+    def native_size(self, split: str) -> float:
+        """Rendered, not resized: any size."""
+        return math.inf
 
     def __init__(
         self,

@@ -80,7 +80,7 @@ def test_eval_of_a_hires_setting_compares_patches_with_the_reference_rendered_at
     assert record["params"]["patch_fid"]["n_reference"] == 16  # the model's test split
     assert record["metrics"]["patch_fid/ci_low"] <= record["metrics"]["patch_fid"] <= record["metrics"]["patch_fid/ci_high"]
     assert record["metrics"]["base/patch_fid"] >= 0  # the first stage, against the 16 px reference
-    assert "Patch FID reference: the test split rendered at 32 px" in done.stdout
+    assert "Patch FID reference: the test split made at 32 px" in done.stdout
 
 
 def test_eval_scores_a_folder_of_outside_images(trained: Path, tmp_path: Path) -> None:

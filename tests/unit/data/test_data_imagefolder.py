@@ -131,24 +131,24 @@ def test_grayscale_rgba_16bit_and_palette_images_become_correct_rgb(tmp_path: Pa
     deep = _save(tmp_path / "deep.png", Image.fromarray(np.full((8, 8), 32896, np.uint16)))
     palette = _save(tmp_path / "palette.gif", Image.new("RGB", (8, 8), (0, 0, 255)).convert("P"), "GIF")
     assert Image.open(deep).mode.startswith("I")  # it really is a 16-bit file
-    assert load_rgb(gray, 8).unique().tolist() == [77]
-    converted = load_rgb(rgba_path, 8)
+    assert load_rgb(gray, 8).pixels.unique().tolist() == [77]
+    converted = load_rgb(rgba_path, 8).pixels
     assert converted[:, :, :3].flatten(1).unique(dim=1).T.tolist() == [[10, 200, 10]]
     assert converted[:, :, 5:].unique().tolist() == [255]  # transparency is white, not black
-    assert load_rgb(deep, 8).unique().tolist() == [128]  # 32896 / 65535 * 255, not clipped to 255
-    assert load_rgb(palette, 8)[:, 0, 0].tolist() == [0, 0, 255]
+    assert load_rgb(deep, 8).pixels.unique().tolist() == [128]  # 32896 / 65535 * 255, not clipped to 255
+    assert load_rgb(palette, 8).pixels[:, 0, 0].tolist() == [0, 0, 255]
 
 
 def test_resize_centre_crop_and_exif_orientation(tmp_path: Path) -> None:
     wide = np.zeros((10, 30, 3), np.uint8)
     wide[:, :10], wide[:, 10:20], wide[:, 20:] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
-    image = load_rgb(_save(tmp_path / "wide.png", Image.fromarray(wide)), 5)
+    image = load_rgb(_save(tmp_path / "wide.png", Image.fromarray(wide)), 5).pixels
     assert image.shape == (3, 5, 5) and image[:, 2, 2].tolist() == [0, 255, 0]  # the middle third
     halves = np.zeros((8, 8, 3), np.uint8)
     halves[:, :4] = (255, 0, 0)
     exif = Image.Exif()
     exif[0x0112] = 3  # orientation: rotated 180 degrees
-    upright = load_rgb(_save(tmp_path / "rotated.jpg", Image.fromarray(halves), "JPEG", exif=exif, quality=95), 8)
+    upright = load_rgb(_save(tmp_path / "rotated.jpg", Image.fromarray(halves), "JPEG", exif=exif, quality=95), 8).pixels
     assert upright[0, 4, 7] > 200 and upright[0, 4, 0] < 50  # red ends up on the right
 
 
@@ -212,3 +212,22 @@ def test_splits_are_disjoint_by_file_and_keep_every_caption_of_an_image(tmp_path
     assert all(len(ts) == 2 * len(numbers[split]) for split, ts in texts.items())  # ...with both captions
     fingerprint = module.fingerprint("test")
     assert fingerprint["split"] == "test" and len(fingerprint["content_sha256"]) == 64
+
+
+def test_native_size_is_the_splits_smallest_shorter_side(tmp_path: Path) -> None:
+    """The size up to which a split exists without upscaling (patch FID's reference for a hires fix):
+    per split, the smallest shorter side of its files; a module built at a larger resolution makes
+    its images from the originals."""
+    sizes = {f"{i}.png": (20 + 3 * i, 40 - 2 * i) for i in range(8)}  # shorter sides 20, 23, 26, 29, 28, 30, 28, 26
+    rng = np.random.default_rng(0)
+    for name, size in sizes.items():
+        _save(tmp_path / name, Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)))
+    (tmp_path / "metadata.jsonl").write_text("".join(json.dumps({"file_name": n, "text": n}) + "\n" for n in sizes))
+    module = _module(tmp_path, test_fraction=0.5)
+    for split in ("train", "test"):
+        files = module.dataset(split).texts
+        assert 0 < len(files) < len(sizes)
+        assert module.native_size(split) == min(min(sizes[f]) for f in files)
+        assert load_rgb(tmp_path / files[0], 8).shorter_side == min(sizes[files[0]])
+    larger = _module(tmp_path, test_fraction=0.5, resolution=16).dataset("test")
+    assert np.array_equal(larger.images[0].numpy(), load_rgb(tmp_path / larger.texts[0], 16).pixels.numpy())

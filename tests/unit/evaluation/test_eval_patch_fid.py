@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -129,13 +130,14 @@ def test_reference_window_statistics_are_cached(tmp_path) -> None:
         cache.load_or_compute_patches(wrong, lambda: moments)
 
 
-def test_a_reference_exists_at_the_data_size_and_at_any_size_of_rendered_data() -> None:
+def test_a_reference_exists_at_the_data_size_and_up_to_the_originals_size() -> None:
     from mjexp.evaluate import missing_patch_reference
 
-    assert missing_patch_reference(16, 16, 16, renders_at_any_resolution=False) is None
-    assert missing_patch_reference(32, 32, 16, renders_at_any_resolution=True) is None
-    assert "the data is 16 px and is not rendered at other sizes" in missing_patch_reference(32, 32, 16, False)
-    assert missing_patch_reference(32, 24, 16, True) == "no reference at 32x24 px: the data is square"
+    assert missing_patch_reference(16, 16, 16, native_size=8) is None  # the data as trained on
+    assert missing_patch_reference(32, 32, 16, native_size=math.inf) is None
+    assert missing_patch_reference(32, 32, 16, native_size=40) is None
+    assert "exist up to 24 px without upscaling (data resolution 16)" in missing_patch_reference(32, 32, 16, 24)
+    assert missing_patch_reference(32, 24, 16, math.inf) == "no reference at 32x24 px: the data is square"
 
 
 def test_paired_difference_of_two_settings_on_the_same_items() -> None:
