@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import open_clip
-import pytest
 import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
