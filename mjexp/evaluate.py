@@ -30,6 +30,7 @@ from evaluation import EvalConfig, ReferenceSet, Scorer, load_prompt_set, make_r
 from evaluation.attributes import holdout_accuracy
 from evaluation.bootstrap import fid_difference
 from evaluation.diversity import Diversity, paired_diversity_difference
+from evaluation.judge import JUDGE
 from evaluation.patch_fid import PatchMoments, patch_fid_difference
 from evaluation.prompt_sets import PromptSet
 from evaluation.report import GRID_COLUMNS
@@ -272,6 +273,7 @@ class SettingOutcome(NamedTuple):
     files: list[Path]  # the final images, manifest order
     diversity: dict[str, Diversity]  # per-prompt diversity of the final images, by metric name
     patches: PatchMoments | None  # window statistics of the final images (patch FID)
+    run: Tracker  # the setting's (finished) MLflow run, which its paired differences go to
 
 
 class GridEvaluation:
@@ -306,7 +308,7 @@ class GridEvaluation:
     def run(self) -> list[dict[str, Any]]:
         """Generate and score every setting; write and log the report. Returns the records."""
         cfg, n = self.cfg, self.cfg.eval.samples_per_prompt
-        records, grids, per_item, files, diversities, patches, features = [], {}, [], [], [], [], []
+        records, grids, per_item, files, diversities, patches, features, runs = [], {}, [], [], [], [], [], []
         prompt_params = self.prompts.params if isinstance(self.prompts, PromptSet) else {"prompt_set": DATA_PROMPTS}
         self.tracker.log_params({"eval": {**prompt_params, "samples_per_prompt": n, "n_settings": len(self.settings)}})
         for number, overrides in enumerate(self.settings, 1):
@@ -320,12 +322,14 @@ class GridEvaluation:
             diversities.append(outcome.diversity)
             patches.append(outcome.patches)
             features.append(outcome.features)
+            runs.append(outcome.run)
             grids.update(outcome.grids)
         add_paired_comparisons(records, per_item)
         add_paired_diversity(records, diversities)
         add_paired_patch_fid(records, patches, self.context.patch_reference, cfg.eval.bootstrap, cfg.eval.seed)
         add_paired_fid(records, features, self.context.reference_features(), cfg.eval.bootstrap, cfg.eval.seed,
                        cfg.eval.device)
+        log_paired_metrics(records, runs)
         grids.update(disagreement_grids(records, per_item, files))
         paths = write_report(records, self.out_dir, grids, title=f"mjexp evaluation: {cfg.name}")
         for path in paths.values():
@@ -392,7 +396,7 @@ class GridEvaluation:
         files = [folder / row["file"] for row in rows]
         return SettingOutcome(
             record, grids, mean_attribute_flags(result.per_item), result.features, files, result.diversity,
-            result.patches,
+            result.patches, child,
         )
 
 
@@ -460,6 +464,33 @@ def add_paired_fid(
             paired[f"fid/{name}"] = {**result.as_params(), "z": z}
         if paired:
             record["paired_fid_vs_first"] = {"baseline": records[0]["label"], "metrics": paired}
+
+
+def paired_metrics(record: Mapping[str, Any]) -> dict[str, float]:
+    """A record's paired differences vs the first setting as metrics: ``paired/<metric>`` (the
+    difference) and ``paired/<metric>/se`` (its paired standard error)."""
+    pairs: dict[str, Mapping[str, Any]] = {}
+    if "paired_vs_first" in record:
+        pairs[f"attr_acc/{JUDGE}/mean"] = record["paired_vs_first"]
+    for key in ("paired_fid_vs_first", "paired_diversity_vs_first"):
+        pairs.update(record.get(key, {}).get("metrics", {}))
+    if "paired_patch_fid_vs_first" in record:
+        pairs["patch_fid"] = record["paired_patch_fid_vs_first"]
+    values = {}
+    for name, paired in pairs.items():
+        values[f"paired/{name}"] = float(paired["difference"])
+        values[f"paired/{name}/se"] = float(paired["standard_error"])
+    return {k: v for k, v in values.items() if math.isfinite(v)}
+
+
+def log_paired_metrics(records: list[dict[str, Any]], runs: list[Tracker]) -> None:
+    """Each setting's paired differences to its MLflow run, with the first setting's run id
+    (``paired.baseline_run``) so that ``sweeps.compare`` knows what they were paired with."""
+    for record, run in zip(records[1:], runs[1:]):
+        metrics = paired_metrics(record)
+        if metrics and runs[0].run_id:
+            run.log_params({"paired": {"baseline": records[0]["label"], "baseline_run": runs[0].run_id}})
+            run.log_metrics(metrics)
 
 
 def add_paired_patch_fid(

@@ -47,6 +47,7 @@ class Arm:
     costs: dict[str, float] = field(default_factory=dict)
     # Per metric, per seed: the value (mean of that seed's runs); what paired comparisons match.
     per_replicate: dict[str, dict[str | None, float]] = field(default_factory=dict)
+    members: list[Measurement] = field(default_factory=list)
 
     @property
     def single_seed(self) -> bool:
@@ -55,9 +56,9 @@ class Arm:
 
 def is_headline(name: str) -> bool:
     """``family/model``, ``attr_acc/model/mean``, ``diversity/model/faithful``, ``noise_share`` or
-    ``patch_fid`` (optionally under ``base/``), not a companion or cost."""
+    ``patch_fid`` (optionally under ``base/``), not a companion, cost or paired difference."""
     core = name[len("base/") :] if name.startswith("base/") else name
-    if core.startswith("cost/") or core.endswith(COMPANIONS):
+    if core.startswith(("cost/", "paired/")) or core.endswith(COMPANIONS):
         return False
     parts = core.split("/")
     if len(parts) == 1:
@@ -146,7 +147,7 @@ def group_arms(measurements: Sequence[Measurement], metrics: Sequence[str] | Non
     for members in groups.values():
         factors = members[0].factors
         seeds = sorted({m.replicate for m in members}, key=sort_key)
-        arm = Arm(factors, arm_label(factors, varying), seeds, len(members))
+        arm = Arm(factors, arm_label(factors, varying), seeds, len(members), members=members)
         for name in metrics:
             values = per_replicate(members, name)
             if values:

@@ -78,18 +78,20 @@ def format_cost(value: float | None) -> str:
 def format_paired(d: PairedDifference | None) -> str:
     if d is None:
         return ""
+    within = f" [run ± {d.se_within:.2g}]" if math.isfinite(d.se_within) else ""
     if d.n_seeds < 2:
-        return f"{d.difference:+.4g} (1 seed)"
-    return f"{d.difference:+.4g} ± {d.se:.2g} [{d.ci_low:+.3g}, {d.ci_high:+.3g}]"
+        return f"{d.difference:+.4g} (1 seed){within}"
+    return f"{d.difference:+.4g} ± {d.se:.2g} [{d.ci_low:+.3g}, {d.ci_high:+.3g}]{within}"
 
 
 def write_paired_csv(paired: Sequence[PairedDifference], path: Path) -> Path:
-    header = ["arm", "baseline_arm", "metric", "difference", "se_seeds", "n_seeds", "ci_low", "ci_high"]
+    header = ["arm", "baseline_arm", "metric", "difference", "se_seeds", "n_seeds", "ci_low", "ci_high", "se_within_run"]
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         for d in paired:
-            writer.writerow([d.arm, d.baseline, d.metric, d.difference, d.se, d.n_seeds, d.ci_low, d.ci_high])
+            writer.writerow([d.arm, d.baseline, d.metric, d.difference, d.se, d.n_seeds, d.ci_low, d.ci_high,
+                             d.se_within])
     return path
 
 
@@ -104,8 +106,9 @@ def paired_section(
         f"Each arm minus the arm that differs from it only in `{baseline.key}` (set to {baseline.value}), "
         f"{replicate_key} by {replicate_key}: mean ± standard error over {replicate_key}s [95% Student-t interval]. "
         "Runs of one seed share what a seed fixes (one training run, when only sampling settings differ), so "
-        "this error bar is usually far smaller than the table's above. One shared seed gives no error bar: "
-        "compare within the run with `mjexp.eval`'s paired tests (`report.json`). "
+        "this error bar is usually far smaller than the table's above; one shared seed gives none. "
+        "[run ± SE]: where both settings were evaluated in one `mjexp.eval` run, the SE of its image-by-image "
+        "paired tests (the evaluation's sampling error only, without training randomness). "
         "`--baseline KEY=VALUE` picks another baseline.",
         "",
     ]

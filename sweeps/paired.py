@@ -5,8 +5,13 @@ The baseline of an arm is the arm with the same factors except one, ``KEY`` set 
 arms differ only in a sampling setting, a seed's two values come from one training run, so the
 training's randomness cancels, and where they differ in training, runs of one seed still share
 initialisation, data order and noise. The error bar is the SE of the per-seed differences (and a
-Student-t interval, as there are usually few seeds); it is undefined with one shared seed, where
-``mjexp.eval``'s paired tests within the run (``report.json``) are the tool.
+Student-t interval, as there are usually few seeds); it is undefined with one shared seed.
+
+Within one training run ``mjexp.eval`` also tests each setting against its first one image by image
+(same prompts and noise) and logs ``paired/<metric>`` and ``paired/<metric>/se`` with the first
+setting's run id (``paired.baseline_run``). Where every shared seed's pair is such a pair, the
+within-run SE of the mean difference is reported too (``se_within``): the evaluation's sampling
+error alone, which leaves training randomness out and is the only error bar of a single seed.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ import numpy as np
 from scipy import stats
 
 from sweeps.aggregate import Arm, sort_key
+from sweeps.runs import Measurement
+
+BASELINE_RUN_PARAM = "paired.baseline_run"  # what mjexp.eval logs with a setting's paired differences
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class PairedDifference:
     n_seeds: int
     ci_low: float
     ci_high: float
+    se_within: float = math.nan  # from mjexp.eval's within-run paired tests, where every pair has one
 
 
 def same_value(a: str | None, b: str | None) -> bool:
@@ -93,6 +102,23 @@ def t_interval(differences: np.ndarray, level: float) -> tuple[float, float, flo
     return se, mean - half, mean + half
 
 
+def within_run_se(arm: Arm, base: Arm, metric: str, seeds: Sequence[str | None]) -> float:
+    """SE of the mean paired difference from each seed's within-run paired test: only where every
+    seed has one run per arm and the arm's run was paired with the baseline arm's run (NaN else)."""
+    variances = []
+    for seed in seeds:
+        own = [m for m in arm.members if m.replicate == seed]
+        ref = [m for m in base.members if m.replicate == seed]
+        if len(own) != 1 or len(ref) != 1 or not was_paired_with(own[0], ref[0], metric):
+            return math.nan
+        variances.append(own[0].metrics[f"paired/{metric}/se"] ** 2)
+    return math.sqrt(sum(variances)) / len(variances)
+
+
+def was_paired_with(m: Measurement, baseline: Measurement, metric: str) -> bool:
+    return m.params.get(BASELINE_RUN_PARAM) == baseline.run_id and f"paired/{metric}/se" in m.metrics
+
+
 def paired_differences(
     arms: Sequence[Arm], metrics: Sequence[str], baseline: Baseline, level: float = 0.95
 ) -> list[PairedDifference]:
@@ -113,5 +139,5 @@ def paired_differences(
             differences = np.array([own[seed] - ref[seed] for seed in shared], dtype=np.float64)
             se, low, high = t_interval(differences, level)
             results.append(PairedDifference(arm.label, base.label, metric, float(differences.mean()), se,
-                                            len(shared), low, high))
+                                            len(shared), low, high, within_run_se(arm, base, metric, shared)))
     return results

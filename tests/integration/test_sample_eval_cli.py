@@ -66,9 +66,20 @@ def test_eval_grid_logs_nested_runs_and_report(trained: Path, tmp_path: Path) ->
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id]
     assert len(parent) == 1 and len(children) == 4
     assert all("fid/judge" in c.data.metrics and c.info.status == "FINISHED" for c in children)
+    # Each setting's paired differences vs the first go to its run, naming the first one's run.
+    by_label = {c.info.run_name: c for c in children}
+    first = by_label[report["records"][0]["label"]]
+    assert not [k for k in first.data.metrics if k.startswith("paired/")]
+    last = by_label[record["label"]]
+    assert last.data.params["paired.baseline_run"] == first.info.run_id
+    fid = record["paired_fid_vs_first"]["metrics"]["fid/judge"]
+    assert last.data.metrics["paired/fid/judge"] == pytest.approx(fid["difference"])
+    assert last.data.metrics["paired/fid/judge/se"] == pytest.approx(fid["standard_error"])
+    assert last.data.metrics["paired/attr_acc/judge/mean/se"] == pytest.approx(record["paired_vs_first"]["standard_error"])
+    assert last.data.metrics["paired/patch_fid"] == pytest.approx(record["paired_patch_fid_vs_first"]["difference"])
 
 
-def test_eval_of_a_hires_setting_compares_patches_with_the_reference_rendered_at_its_size(
+def test_eval_of_a_hires_setting_compares_patches_with_the_reference_made_at_its_size(
     trained: Path, tmp_path: Path
 ) -> None:
     done = run_cli("mjexp.eval", f"ckpt={trained}", "hires=bicubic", "hires.steps=2", "hires.strength=0.3", "sampler.steps=2",

@@ -92,9 +92,30 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
             ({"guidance.scale": 1.0}, {"attr_acc/judge/mean": shared + noise_1}),
             ({"guidance.scale": 3.0}, {"attr_acc/judge/mean": shared + 0.1 + noise_3}),
         ])
+
+    # As mjexp.eval logs them: scale 3 and 5 paired within each run with scale 1 (their paired SEs
+    # and the scale-1 run's id), except scale 5 of seed 1, which names another run.
+    within = client.create_experiment("within")
+    for seed, se in WITHIN_SE.items():
+        parent = client.create_run(within, tags={"override.seed": str(seed)}).info.run_id
+        client.log_param(parent, "seed", str(seed))
+        first = None
+        for scale in (1.0, 3.0, 5.0):
+            child = client.create_run(within, tags={"mlflow.parentRunId": parent}).info.run_id
+            client.log_param(child, "setting.guidance.scale", str(scale))
+            client.log_metric(child, "attr_acc/judge/mean", 0.8 + 0.05 * scale + 0.01 * seed)
+            if first is None:
+                first = child
+            else:
+                client.log_param(child, "paired.baseline_run", "another run" if (seed, scale) == (1, 5.0) else first)
+                client.log_metric(child, "paired/attr_acc/judge/mean", 0.05 * (scale - 1))
+                client.log_metric(child, "paired/attr_acc/judge/mean/se", se)
+            client.set_terminated(child)
+        client.set_terminated(parent)
     return uri
 
 
+WITHIN_SE = {0: 0.01, 1: 0.02}
 SEED_EFFECT = {0: 0.0, 1: 0.3, 2: -0.2}
 PAIRED_RUNS = [(0, 0.00, 0.02), (0, 0.04, 0.00), (1, 0.01, 0.05), (2, -0.02, 0.01)]  # seed, noise at 1, at 3
 T_975_DF2 = 4.302652729911275  # Student t quantile, 2 degrees of freedom
@@ -146,6 +167,17 @@ def test_baseline_is_chosen_on_the_command_line_and_checked(store: str, tmp_path
         with pytest.raises(SystemExit) as exit_info:
             main(["samplers", "--tracking-uri", store, "--out", str(tmp_path), "--baseline", baseline])
         assert exit_info.value.code == 2 and error in capsys.readouterr().err
+
+
+def test_within_run_paired_errors_are_pooled_where_every_seed_has_one(store: str, tmp_path: Path) -> None:
+    result = compare("within", store, tmp_path)
+    by_arm = {d.arm: d for d in result.paired}
+    three, five = by_arm["guidance.scale=3.0"], by_arm["guidance.scale=5.0"]
+    assert three.difference == pytest.approx(0.1) and three.n_seeds == 2
+    assert three.se_within == pytest.approx(math.sqrt(0.01**2 + 0.02**2) / 2)
+    assert math.isnan(five.se_within)  # seed 1's scale-5 run was paired with another run
+    assert f"[run ± {three.se_within:.2g}]" in (tmp_path / "comparison.md").read_text()
+    assert "paired/attr_acc/judge/mean" not in result.metrics
 
 
 def test_single_seed_paired_differences_have_no_error_bar(store: str, tmp_path: Path) -> None:
@@ -235,7 +267,7 @@ def test_headline_metrics_include_accuracy_means_faithful_diversity_noise_share_
     names = ["fid/judge", "fid/judge/ci_low", "attr_acc/judge/mean", "attr_acc/judge/color", "diversity/judge",
              "diversity/judge/se", "diversity/judge/faithful", "diversity/judge/faithful/se", "diversity/judge/data",
              "base/diversity/judge/faithful", "cost/nfe", "noise_share", "noise_share/se", "base/noise_share",
-             "patch_fid", "patch_fid/ci_low", "base/patch_fid"]
+             "patch_fid", "patch_fid/ci_low", "base/patch_fid", "paired/patch_fid", "paired/fid/judge"]
     assert [n for n in names if is_headline(n)] == [
         "fid/judge", "attr_acc/judge/mean", "diversity/judge", "diversity/judge/faithful", "base/diversity/judge/faithful",
         "noise_share", "base/noise_share", "patch_fid", "base/patch_fid",
