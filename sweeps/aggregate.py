@@ -4,8 +4,8 @@
   error bar of an arm, and undefined (NaN) for an arm with a single seed.
 * ``se_boot``: the evaluation's own sampling error, i.e. each run's bootstrap over images
   (``metric/ci_low``, ``metric/ci_high`` as a normal-approximation SE, (high - low) / (2 z)) or its
-  reported ``metric/se``, propagated to the mean of n independent runs: sqrt(sum se_i^2) / n.
-  It ignores training randomness, so it understates the arm's error whenever seeds differ.
+  reported ``metric/se``, as the mean of the runs' SEs (:func:`shared_sampling_se`). It ignores
+  training randomness, so it understates the arm's error whenever seeds differ.
 
 Runs of one seed (the same training repeated, e.g. after a crash or a code change) are averaged
 first: they share the seed's initialisation, data order and noise, so they are not independent
@@ -93,12 +93,21 @@ def bootstrap_se(m: Measurement, metric: str) -> float:
     return (high - low) / (2 * NormalDist().inv_cdf(0.5 + level / 2))
 
 
+def shared_sampling_se(ses: Sequence[float]) -> float:
+    """The evaluation sampling error of a mean over runs: the mean of the runs' SEs.
+
+    Every run of a sweep is evaluated on the same prompts, noise (``eval.seed``) and reference
+    split, so the runs' sampling errors are correlated and do not average out over seeds as
+    independent errors would (sqrt(sum se_i^2) / n). The mean of the SEs is the SE of the mean
+    when they are fully correlated, and bounds it otherwise."""
+    return float(np.mean(ses))
+
+
 def estimate(values: Sequence[float], boot_ses: Sequence[float]) -> Estimate:
     n = len(values)
     x = np.asarray(values, dtype=np.float64)
     se_seeds = float(x.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-    se_boot = float(math.sqrt(sum(s * s for s in boot_ses)) / n)
-    return Estimate(float(x.mean()), se_seeds, se_boot, n)
+    return Estimate(float(x.mean()), se_seeds, shared_sampling_se(boot_ses), n)
 
 
 def varying_factors(measurements: Sequence[Measurement]) -> list[str]:
@@ -130,7 +139,7 @@ def per_replicate(members: Sequence[Measurement], metric: str) -> dict[str | Non
     return {
         seed: (
             float(np.mean([m.metrics[metric] for m in runs])),
-            math.sqrt(sum(bootstrap_se(m, metric) ** 2 for m in runs)) / len(runs),
+            shared_sampling_se([bootstrap_se(m, metric) for m in runs]),
         )
         for seed, runs in by_seed.items()
     }

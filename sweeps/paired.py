@@ -9,8 +9,9 @@ Student-t interval, as there are usually few seeds); it is undefined with one sh
 
 Within one training run ``mjexp.eval`` also tests each setting against its first one image by image
 (same prompts and noise) and logs ``paired/<metric>`` and ``paired/<metric>/se`` with the first
-setting's run id (``paired.baseline_run``). Where every shared seed's pair is such a pair, the
-within-run SE of the mean difference is reported too (``se_within``): the evaluation's sampling
+setting's run id (``paired.baseline_run``). Where every shared seed's pair is such a pair, their
+within-run SE is reported too (``se_within``, the mean of the seeds' SEs: their evaluations share
+prompts and noise, see :func:`sweeps.aggregate.shared_sampling_se`): the evaluation's sampling
 error alone, which leaves training randomness out and is the only error bar of a single seed.
 """
 
@@ -23,7 +24,7 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-from sweeps.aggregate import Arm, sort_key
+from sweeps.aggregate import Arm, shared_sampling_se, sort_key
 from sweeps.runs import Measurement
 
 BASELINE_RUN_PARAM = "paired.baseline_run"  # what mjexp.eval logs with a setting's paired differences
@@ -103,16 +104,16 @@ def t_interval(differences: np.ndarray, level: float) -> tuple[float, float, flo
 
 
 def within_run_se(arm: Arm, base: Arm, metric: str, seeds: Sequence[str | None]) -> float:
-    """SE of the mean paired difference from each seed's within-run paired test: only where every
+    """Within-run SE of the mean paired difference from each seed's paired test: only where every
     seed has one run per arm and the arm's run was paired with the baseline arm's run (NaN else)."""
-    variances = []
+    ses = []
     for seed in seeds:
         own = [m for m in arm.members if m.replicate == seed]
         ref = [m for m in base.members if m.replicate == seed]
         if len(own) != 1 or len(ref) != 1 or not was_paired_with(own[0], ref[0], metric):
             return math.nan
-        variances.append(own[0].metrics[f"paired/{metric}/se"] ** 2)
-    return math.sqrt(sum(variances)) / len(variances)
+        ses.append(own[0].metrics[f"paired/{metric}/se"])
+    return shared_sampling_se(ses)
 
 
 def was_paired_with(m: Measurement, baseline: Measurement, metric: str) -> bool:
