@@ -156,7 +156,8 @@ def markdown(
         f"MLflow store `{uri}`: {len(arms)} arm(s), {len(failed)} unfinished (failed, killed or running) training run(s). "
         f"Arms differ in the columns of their label; repeats over `{replicate_key}` are pooled.",
         "",
-        "Each cell: mean ± standard error over seeds [boot ± the runs' bootstrap standard error].",
+        "Each cell: mean ± standard error over seeds [boot ± the runs' bootstrap standard error, their mean: "
+        "runs scored on the same prompts and noise share it, so it does not shrink with seeds].",
     ]
     if single:
         lines += [
