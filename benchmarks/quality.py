@@ -171,9 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              f"{REFERENCE_STEPS}-step result (default: the claim, {CHALLENGER[0]}:{CHALLENGER[1]})")
     args = parser.parse_args(argv)
 
-    from mjexp.evaluate import (
-        GridEvaluation, add_paired_comparisons, add_paired_diversity, apply_overrides, print_table, setting_label,
-    )
+    from mjexp.evaluate import GridEvaluation, apply_overrides, print_table, setting_label
+    from mjexp.paired_settings import add_paired_comparisons, add_paired_diversity
     from mjexp.training import open_tracker
     from mjexp.log_noise import quiet_third_party_logs
 
