@@ -111,12 +111,14 @@ def paired_metrics(record: Mapping[str, Any]) -> dict[str, float]:
 
 
 def log_paired_metrics(records: list[dict[str, Any]], runs: list[Tracker]) -> None:
-    """Each setting's paired differences to its MLflow run, with the first setting's run id
-    (``paired.baseline_run``) so that ``sweeps.compare`` knows what they were paired with."""
+    """Each setting's paired differences to its MLflow run, with what they were paired with
+    (``paired.baseline``: the first setting's run name, under the same parent run) so that
+    ``sweeps.compare`` knows what they were paired with (names survive ``mjexp.tracking.sync`` to
+    another store, run ids do not)."""
     for record, run in zip(records[1:], runs[1:]):
         metrics = paired_metrics(record)
-        if metrics and runs[0].run_id:
-            run.log_params({"paired": {"baseline": records[0]["label"], "baseline_run": runs[0].run_id}})
+        if metrics:
+            run.log_params({"paired": {"baseline": runs[0].run_name}})
             run.log_metrics(metrics)
 
 

@@ -9,7 +9,7 @@ Student-t interval, as there are usually few seeds); it is undefined with one sh
 
 Within one training run ``mjexp.eval`` also tests each setting against its first one image by image
 (same prompts and noise) and logs ``paired/<metric>`` and ``paired/<metric>/se`` with the first
-setting's run id (``paired.baseline_run``). Where every shared seed's pair is such a pair, their
+setting's run name (``paired.baseline``; settings are runs under one parent run). Where every shared seed's pair is such a pair, their
 within-run SE is reported too (``se_within``, the mean of the seeds' SEs: their evaluations share
 prompts and noise, see :func:`sweeps.aggregate.shared_sampling_se`): the evaluation's sampling
 error alone, which leaves training randomness out and is the only error bar of a single seed.
@@ -27,7 +27,7 @@ from scipy import stats
 from sweeps.aggregate import Arm, shared_sampling_se, sort_key
 from sweeps.runs import Measurement
 
-BASELINE_RUN_PARAM = "paired.baseline_run"  # what mjexp.eval logs with a setting's paired differences
+BASELINE_PARAM = "paired.baseline"  # what mjexp.eval logs with a setting's paired differences
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,9 @@ def within_run_se(arm: Arm, base: Arm, metric: str, seeds: Sequence[str | None])
 
 
 def was_paired_with(m: Measurement, baseline: Measurement, metric: str) -> bool:
-    return m.params.get(BASELINE_RUN_PARAM) == baseline.run_id and f"paired/{metric}/se" in m.metrics
+    """``m``'s within-run paired test of ``metric`` was against ``baseline``: a run of its parent."""
+    return (m.parent_id == baseline.parent_id and m.params.get(BASELINE_PARAM) == baseline.run_name
+            and f"paired/{metric}/se" in m.metrics)
 
 
 def paired_differences(

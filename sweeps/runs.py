@@ -31,6 +31,7 @@ class Measurement:
 
     run_id: str
     parent_id: str
+    run_name: str  # a setting's label under its parent (unique there; kept by a sync to another store)
     replicate: str | None
     training: dict[str, str]  # the training run's overrides, minus the replicate key
     setting: dict[str, str]  # the evaluated sampling setting (empty without evaluation)
@@ -127,6 +128,7 @@ def measurements_from_runs(
                 Measurement(
                     run_id=source.info.run_id,
                     parent_id=parent_id,
+                    run_name=source.info.run_name or "",
                     replicate=replicate,
                     training=factors,
                     setting=setting,

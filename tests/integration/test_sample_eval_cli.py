@@ -71,7 +71,7 @@ def test_eval_grid_logs_nested_runs_and_report(trained: Path, tmp_path: Path) ->
     first = by_label[report["records"][0]["label"]]
     assert not [k for k in first.data.metrics if k.startswith("paired/")]
     last = by_label[record["label"]]
-    assert last.data.params["paired.baseline_run"] == first.info.run_id
+    assert last.data.params["paired.baseline"] == first.info.run_name
     fid = record["paired_fid_vs_first"]["metrics"]["fid/judge"]
     assert last.data.metrics["paired/fid/judge"] == pytest.approx(fid["difference"])
     assert last.data.metrics["paired/fid/judge/se"] == pytest.approx(fid["standard_error"])

@@ -94,20 +94,18 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
         ])
 
     # As mjexp.eval logs them: scale 3 and 5 paired within each run with scale 1 (their paired SEs
-    # and the scale-1 run's id), except scale 5 of seed 1, which names another run.
+    # and the scale-1 run's name), except scale 5 of seed 1, which names another run.
     within = client.create_experiment("within")
     for seed, se in WITHIN_SE.items():
         parent = client.create_run(within, tags={"override.seed": str(seed)}).info.run_id
         client.log_param(parent, "seed", str(seed))
-        first = None
         for scale in (1.0, 3.0, 5.0):
-            child = client.create_run(within, tags={"mlflow.parentRunId": parent}).info.run_id
+            name = f"guidance.scale={scale}"
+            child = client.create_run(within, run_name=name, tags={"mlflow.parentRunId": parent}).info.run_id
             client.log_param(child, "setting.guidance.scale", str(scale))
             client.log_metric(child, "attr_acc/judge/mean", 0.8 + 0.05 * scale + 0.01 * seed)
-            if first is None:
-                first = child
-            else:
-                client.log_param(child, "paired.baseline_run", "another run" if (seed, scale) == (1, 5.0) else first)
+            if scale > 1:
+                client.log_param(child, "paired.baseline", "another run" if (seed, scale) == (1, 5.0) else "guidance.scale=1.0")
                 client.log_metric(child, "paired/attr_acc/judge/mean", 0.05 * (scale - 1))
                 client.log_metric(child, "paired/attr_acc/judge/mean/se", se)
             client.set_terminated(child)
