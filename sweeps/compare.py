@@ -13,6 +13,7 @@ Reads the experiment from the local SQLite store (``mlflow.db`` in the current f
 * ``paired.csv`` and a section of ``comparison.md``: each arm minus its baseline arm seed by seed
   (:mod:`sweeps.paired`; ``--baseline KEY=VALUE``, default the first varying sampling setting at
   its first value), whose error bar leaves out what the two arms' runs of one seed share;
+* ``paired.png``: the paired differences along the baseline's factor;
 * ``pareto.png`` (FID vs CLIP score per schedule / sampler / guidance variant),
   ``metric_vs_nfe.png`` and ``metric_vs_hires_strength.png`` where those factors vary.
 """
@@ -32,7 +33,7 @@ from sweeps.aggregate import (
     Arm, Estimate, fixed_encoder_seeds, group_arms, headline_metrics, judges_of_arms, varying_factors,
 )
 from sweeps.paired import Baseline, PairedDifference, default_baseline, paired_differences, parse_baseline
-from sweeps.plots import comparison_plots
+from sweeps.plots import comparison_plots, paired_plot
 from sweeps.runs import FailedRun, measurements_from_runs, search_all_runs
 
 COST_COLUMNS = {
@@ -253,6 +254,8 @@ def compare(
     out = Path(out_dir) if out_dir else Path("comparisons") / experiment
     out.mkdir(parents=True, exist_ok=True)
     plots = comparison_plots(arms, varying, pick_metric(metrics, "fid"), pick_metric(metrics, "clip_score"), out)
+    if paired:
+        plots += [p for p in [paired_plot(arms, varying, paired, chosen, metrics, out / "paired.png")] if p]
     table = out / "comparison.md"
     fixed_encoder = fixed_encoder_seeds(measurements)
     table.write_text(
@@ -263,7 +266,8 @@ def compare(
         encoding="utf-8",
     )
     files = [table, write_csv(arms, varying, metrics, out / "comparison.csv")]
-    files += [write_paired_csv(paired, out / "paired.csv")] if paired else []
+    if paired:
+        files.append(write_paired_csv(paired, out / "paired.csv"))
     return Comparison(arms, failed, varying, metrics, files + plots, chosen, paired)
 
 

@@ -1,4 +1,5 @@
-"""Comparison plots over arms: FID vs CLIP-score curves, a metric vs nfe, a metric vs hires strength.
+"""Comparison plots over arms: FID vs CLIP-score curves, a metric vs nfe, a metric vs hires strength,
+and each arm's paired difference from its baseline arm along the baseline's factor.
 
 A *series* is one line: the arms that share every varying factor except the one on the curve
 (e.g. one line per schedule, traced over guidance scale). Error bars are the seed-to-seed SE when
@@ -17,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from sweeps.aggregate import Arm, Estimate, sort_key  # noqa: E402
+from sweeps.paired import Baseline, PairedDifference  # noqa: E402
 
 # Factors that trace a curve, in order of preference, when they vary.
 CURVE_FACTORS = ("guidance.scale", "sampler.steps", "hires.strength")
@@ -108,6 +110,46 @@ def metric_vs_plot(
         ax.set_xlabel(x_label)
         ax.set_ylabel(metric)
         ax.legend(fontsize=7)
+    return save(fig, path)
+
+
+def paired_plot(
+    arms: Sequence[Arm], varying: Sequence[str], paired: Sequence[PairedDifference], baseline: Baseline,
+    metrics: Sequence[str], path: Path,
+) -> Path | None:
+    """One panel per metric: arm minus baseline arm along the baseline's factor, one line per series
+    (the other varying factors), the baseline at 0. Thin capped bars: the SE over seeds; wide pale
+    bars: the within-run paired SE (the evaluation's sampling error), where there is one."""
+    metrics = [m for m in metrics if any(d.metric == m for d in paired)]
+    if not metrics:
+        return None
+    by_label = {a.label: a for a in arms}
+    values = sorted({a.factors.get(baseline.key, "-") for a in arms}, key=sort_key)
+    numeric = all(sort_key(v)[0] == 0 for v in values)
+    x_of = (lambda v: float(v)) if numeric else values.index  # noqa: E731 - categorical: positions
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        rows = [d for d in paired if d.metric == metric]
+        for label, members in series([by_label[d.arm] for d in rows], varying, baseline.key).items():
+            chosen = sorted((d for d in rows if by_label[d.arm] in members),
+                            key=lambda d: sort_key(by_label[d.arm].factors.get(baseline.key)))
+            xs = [x_of(by_label[d.arm].factors.get(baseline.key, "-")) for d in chosen]
+            ys = [d.difference for d in chosen]
+            seeds = [d.se if math.isfinite(d.se) else 0.0 for d in chosen]
+            line = ax.errorbar(xs, ys, yerr=seeds, marker="o", capsize=3, label=label)
+            within = [d.se_within if math.isfinite(d.se_within) else 0.0 for d in chosen]
+            if any(within):
+                ax.errorbar(xs, ys, yerr=within, fmt="none", elinewidth=6, alpha=0.25,
+                            ecolor=line[0].get_color(), label=f"{label}: within-run SE")
+        ax.axhline(0.0, color="k", lw=0.8, ls="--")
+        ax.plot([x_of(baseline.value)], [0.0], "ks", label=f"baseline {baseline}")
+        if not numeric:
+            ax.set_xticks(range(len(values)), values)
+        ax.set_xlabel(baseline.key)
+        ax.set_ylabel(f"{metric} minus baseline arm's")
+        ax.legend(fontsize=7)
+    fig.suptitle("Paired with the baseline arm, seed by seed (capped bars: SE over seeds; pale bars: within-run SE)",
+                 fontsize=9)
     return save(fig, path)
 
 

@@ -146,6 +146,7 @@ def test_paired_differences_cancel_what_a_seed_shares(store: str, tmp_path: Path
         [row] = list(csv.DictReader(f))
     assert row["metric"] == "attr_acc/judge/mean" and float(row["difference"]) == pytest.approx(0.12)
     assert "## Paired with `guidance.scale=1.0`" in (tmp_path / "comparison.md").read_text()
+    assert (tmp_path / "paired.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_baseline_is_chosen_on_the_command_line_and_checked(store: str, tmp_path: Path, capsys) -> None:
@@ -211,7 +212,8 @@ def test_arms_pool_seeds_with_both_standard_errors(store: str, tmp_path: Path) -
     assert float(row["nfe"]) == 20 and row["n_seeds"] == "3" and row["single_seed"] == "False"
 
     names = {p.name for p in result.files}
-    assert {"comparison.md", "comparison.csv", "pareto.png", "metric_vs_nfe.png"} <= names
+    assert {"comparison.md", "comparison.csv", "pareto.png", "metric_vs_nfe.png", "paired.png"} <= names  # paired
+    assert str(result.baseline) == "sampler.name=ddim"  # a categorical factor
     assert "metric_vs_hires_strength.png" not in names
     assert "single seed" not in (tmp_path / "comparison.md").read_text()
 
