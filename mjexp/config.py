@@ -294,7 +294,9 @@ class EvalConfig:
     # Sampling settings to sweep, e.g. {guidance: {scale: [1, 3]}, sampler: [ddim, dpmpp_2m]}.
     # Command-line overrides merge into it (eval.grid.guidance.scale=[1,2] replaces one axis).
     grid: dict[str, Any] = field(default_factory=dict)
-    prompt_set: str = "shapes_single_v1"  # a set in evaluation/prompts, a .jsonl path, or "data"
+    # A set in evaluation/prompts, a .jsonl path, "data" (the reference split's captions) or "auto":
+    # the built-in set written in the model's caption form and vocabulary, else "data".
+    prompt_set: str = "auto"
     samples_per_prompt: int = 4
     max_prompts: int = 0  # 0 = all prompts of the set
     weights: str = "ema"

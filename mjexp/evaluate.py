@@ -29,12 +29,12 @@ from evaluation import EvalConfig, ReferenceSet, Scorer, load_prompt_set, make_r
 from evaluation.attributes import holdout_accuracy
 from evaluation.diversity import Diversity
 from evaluation.patch_fid import PatchMoments
-from evaluation.prompt_sets import PromptSet
+from evaluation.prompt_sets import CaptionTemplate, PromptSet
 from mjexp.builders import build_datamodule, sampling_settings, train_or_reuse_domain_clip
 from mjexp.diffusion.superres import SuperResolution
 from mjexp.export import LoadedModel, load_model, load_sr_model
 from mjexp.generation import generate_to_folder, load_images, read_manifest
-from mjexp.grid import DATA_PROMPTS, expand_grid
+from mjexp.grid import AUTO_PROMPTS, DATA_PROMPTS, GENERAL_PROMPT_SETS, expand_grid
 from mjexp.paired_settings import (
     add_paired_comparisons, add_paired_diversity, add_paired_fid, add_paired_patch_fid, disagreement_grids,
     log_paired_metrics, mean_attribute_flags,
@@ -138,11 +138,36 @@ def check_judge_independence(judge_dir: Path, conditioning: Path) -> None:
         )
 
 
+def auto_prompt_set(schema: Any) -> str:
+    """``eval.prompt_set=auto``: the first general built-in set whose captions have the data's
+    caption form and only its attribute values (a model trained on a subset of colours is not asked
+    for the others), else ``data``: the reference split's own captions (an image folder)."""
+    if schema is not None:
+        for name in GENERAL_PROMPT_SETS:
+            template = load_prompt_set(name).template
+            if template.template == schema.template and all(
+                set(values) <= set(schema.values.get(key, ())) for key, values in template.values.items()
+            ):
+                return name
+    return DATA_PROMPTS
+
+
 def load_prompts(cfg: DictConfig, datamodule: Any) -> PromptSet | tuple[list[str], list[dict] | None]:
     """The configured prompt set, or the reference split's own captions (``eval.prompt_set=data``)."""
-    if cfg.eval.prompt_set != DATA_PROMPTS:
-        prompt_set = load_prompt_set(cfg.eval.prompt_set)
-        warn_if_captions_differ(prompt_set, getattr(datamodule, "schema", None))
+    name = cfg.eval.prompt_set
+    if name == AUTO_PROMPTS:
+        name = auto_prompt_set(getattr(datamodule, "schema", None))
+        print(f"Prompts: eval.prompt_set=auto chose {name!r}")
+    if name != DATA_PROMPTS:
+        prompt_set = load_prompt_set(name)
+        schema = getattr(datamodule, "schema", None)
+        if schema is None:
+            raise ValueError(
+                f"eval.prompt_set={name} labels its prompts with attributes ({', '.join(prompt_set.template.values)}), "
+                f"but the model's data ({type(datamodule).__name__}) has none to check the judge against; use "
+                "eval.prompt_set=data (the reference split's captions) or auto"
+            )
+        warn_if_captions_differ(prompt_set, schema)
         if cfg.eval.max_prompts:
             prompt_set = replace(
                 prompt_set,
@@ -150,9 +175,42 @@ def load_prompts(cfg: DictConfig, datamodule: Any) -> PromptSet | tuple[list[str
                 attrs=prompt_set.attrs[: cfg.eval.max_prompts],
             )
         return prompt_set
-    dataset = datamodule.dataset(cfg.eval.reference_split)
-    limit = cfg.eval.max_prompts or len(dataset)
-    return [dataset[i]["text"] for i in range(min(limit, len(dataset)))], None
+    return data_prompts(datamodule, cfg.eval.reference_split, cfg.eval.max_prompts)
+
+
+def renders(schema: Any, attrs: Mapping[str, str], caption: str) -> bool:
+    """``caption`` is the schema's caption of ``attrs`` (not a noisy or free-form caption)."""
+    try:
+        return schema.caption(attrs) == caption
+    except ValueError:
+        return False
+
+
+def data_prompts(datamodule: Any, split: str, max_prompts: int = 0) -> PromptSet | tuple[list[str], None]:
+    """The captions of ``split`` as prompts; as a prompt set with their attributes (so attribute
+    accuracy is measured) when the data has a caption schema and every caption is its rendering of
+    the item's attributes, else the bare captions."""
+    dataset = datamodule.dataset(split)
+    items = [dataset[i] for i in range(min(max_prompts or len(dataset), len(dataset)))]
+    prompts = [item["text"] for item in items]
+    schema = getattr(datamodule, "schema", None)
+    attrs = [dict(item.get("attrs") or {}) for item in items]
+    if schema is None or not all(renders(schema, a, text) for a, text in zip(attrs, prompts)):
+        return prompts, None
+    return PromptSet(DATA_PROMPTS, f"{split} split", tuple(prompts), tuple(attrs), schema_template(schema))
+
+
+def schema_template(schema: Any) -> CaptionTemplate:
+    """The data's caption schema as the evaluation's template (``evaluation`` never imports ``mjexp``)."""
+    return CaptionTemplate(schema.template, {key: tuple(values) for key, values in schema.values.items()})
+
+
+def folder_template(prompt_set: str, schema: Any) -> CaptionTemplate | None:
+    """What the attrs of a scored image folder are read with: a named set's template, else (``auto``,
+    ``data``) the data's caption schema; None without one."""
+    if prompt_set not in (AUTO_PROMPTS, DATA_PROMPTS):
+        return load_prompt_set(prompt_set).template
+    return schema_template(schema) if schema is not None else None
 
 
 def reference_batches(datamodule: Any, split: str) -> Iterator[dict[str, Any]]:
@@ -469,7 +527,11 @@ def score_folder(cfg: DictConfig, folder: str | Path, tracker: Tracker, out_dir:
     """Score images generated elsewhere on the same footing (same judge, reference and metrics)."""
     folder = Path(folder)
     images, prompts, attrs = read_image_folder(folder)
-    template = load_prompt_set(cfg.eval.prompt_set).template if attrs and cfg.eval.prompt_set != DATA_PROMPTS else None
+    schema = getattr(build_datamodule(cfg.data), "schema", None)
+    template = folder_template(cfg.eval.prompt_set, schema) if attrs else None
+    if attrs and template is None:
+        warnings.warn(f"{folder}: its rows' attrs are not scored: the data has no caption schema to read them "
+                      "with; name a prompt set whose template does (eval.prompt_set=...)", stacklevel=2)
     context = ScoringContext(cfg, OmegaConf.to_container(cfg.data, resolve=True), template)
     start = time.perf_counter()
     result = context.score(images, prompts, attrs if template else None)

@@ -80,5 +80,19 @@ def test_imagefolder_written_by_the_test(tmp_path: Path) -> None:
         Image.fromarray(pixels.numpy()).save(folder / f"{i:03d}.png")
         rows.append(json.dumps({"file_name": f"{i:03d}.png", "text": f"a {color} picture"}))
     (folder / "metadata.jsonl").write_text("\n".join(rows) + "\n")
-    run_cli("mjexp.train", "data=imagefolder", f"data.root={folder}", "text_encoder=tiny", *TINY_TRAINING, *STEPS, cwd=tmp_path)
-    finished_run(tmp_path)
+    run_cli("mjexp.train", "data=imagefolder", f"data.root={folder}", "data.test_fraction=0.4", "data.judge_fraction=0.25",
+            "text_encoder=tiny", *TINY_TRAINING, *STEPS, cwd=tmp_path)
+    result = finished_run(tmp_path)
+
+    # Evaluated with the default prompts (auto: the folder's captions, it has no attributes), hires
+    # at 1.5x (24 px) and 2x (32 px) of the 16 px model: the 24 px originals give patch FID a
+    # reference at 24 px, not at 32 px (it would be upscaled).
+    run_cli("mjexp.eval", f"ckpt={result['out'] / 'export'}", "hires=bicubic", "hires.steps=2", "sampler.steps=2",
+            "eval.grid.hires.scale=[1.5,2.0]", "eval.max_prompts=3", "eval.samples_per_prompt=4", "eval.judge.steps=4",
+            "eval.judge.embed_dim=8", "eval.judge.width=16", "eval.judge.batch_size=4", "eval.judge.warmup_steps=1",
+            "eval.bootstrap=10", "eval.progress_bar=false",
+            f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)
+    at_24, at_32 = json.loads((tmp_path / "eval" / "report.json").read_text())["records"]
+    assert at_24["params"]["patch_fid"]["compared_at"] == [24, 24] and at_24["metrics"]["patch_fid"] >= 0
+    assert "patch_fid" not in at_32["metrics"]
+    assert "exist up to 24 px without upscaling" in at_32["params"]["patch_fid"]["not_reported"]
