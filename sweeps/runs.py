@@ -16,6 +16,7 @@ from typing import Any, Iterable
 OVERRIDE_TAG = "override."
 PARENT_TAG = "mlflow.parentRunId"
 SETTING_PARAM = "setting."
+SETTING_TAG = "mjexp.setting"  # what mjexp.evaluate tags a setting's run with (its label)
 # What mjexp.evaluate logs of the judge that scored a setting (``metric_definitions`` params).
 JUDGE_WEIGHTS_PARAM = "metric_definitions.judge/weights_sha256"
 COST_METRICS = {
@@ -87,6 +88,16 @@ def run_seconds(run: Any) -> float | None:
     return None
 
 
+def newest_per_setting(children: list[Any]) -> list[Any]:
+    """One child per evaluated setting (its ``mjexp.setting`` tag), the newest: a training resumed
+    after a crash in its evaluation evaluates its settings again under the same parent, and those
+    are one measurement. Children without the tag are kept as they are."""
+    newest: dict[str, Any] = {}
+    for child in sorted(children, key=lambda c: (c.info.start_time or 0, c.info.end_time or 0)):
+        newest[child.data.tags.get(SETTING_TAG) or child.info.run_id] = child
+    return list(newest.values())
+
+
 def measurements_from_runs(
     runs: Iterable[Any], replicate_key: str = "seed", keep_parents: set[str] | None = None
 ) -> tuple[list[Measurement], list[FailedRun]]:
@@ -115,7 +126,7 @@ def measurements_from_runs(
         domain_clip = parent.data.params.get("text_encoder.name") == "domain_clip"
         encoder_seed = parent.data.params.get("text_encoder.seed") if domain_clip else None
         wall = run_seconds(parent)
-        settings = [c for c in children.get(parent_id, []) if c.info.status == "FINISHED"] or [None]
+        settings = newest_per_setting([c for c in children.get(parent_id, []) if c.info.status == "FINISHED"]) or [None]
         for child in settings:
             source = child or parent
             setting = {

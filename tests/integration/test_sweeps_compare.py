@@ -119,6 +119,25 @@ PAIRED_RUNS = [(0, 0.00, 0.02), (0, 0.04, 0.00), (1, 0.01, 0.05), (2, -0.02, 0.0
 T_975_DF2 = 4.302652729911275  # Student t quantile, 2 degrees of freedom
 
 
+def test_a_setting_evaluated_again_under_one_training_counts_once(tmp_path: Path) -> None:
+    """A training resumed after a crash in its evaluation logs its settings' runs again: the newest
+    run of each setting is the measurement, not a second seed."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("resumed")
+    parent = client.create_run(experiment, tags={"override.seed": "0"}).info.run_id
+    client.log_param(parent, "seed", "0")
+    for value in (0.5, 0.7):  # first attempt, then the resumed evaluation
+        child = client.create_run(experiment, run_name="guidance.scale=3.0",
+                                  tags={"mlflow.parentRunId": parent, "mjexp.setting": "guidance.scale=3.0"}).info.run_id
+        client.log_param(child, "setting.guidance.scale", "3.0")
+        client.log_metric(child, "attr_acc/judge/mean", value)
+        client.set_terminated(child)
+    client.set_terminated(parent)
+    [arm] = compare("resumed", uri, tmp_path / "out").arms
+    assert arm.runs == 1 and arm.metrics["attr_acc/judge/mean"].mean == pytest.approx(0.7)
+
+
 def test_runs_of_one_seed_are_averaged_before_pooling(store: str, tmp_path: Path) -> None:
     result = compare("paired", store, tmp_path)
     arm = next(a for a in result.arms if a.factors["guidance.scale"] == "3.0")
