@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from sweeps.aggregate import Arm, Estimate, sort_key  # noqa: E402
 from sweeps.paired import Baseline, PairedDifference  # noqa: E402
 
+PANELS_PER_ROW = 4
 # Factors that trace a curve, in order of preference, when they vary.
 CURVE_FACTORS = ("guidance.scale", "sampler.steps", "hires.strength")
 
@@ -127,8 +128,12 @@ def paired_plot(
     values = sorted({a.factors.get(baseline.key, "-") for a in arms}, key=sort_key)
     numeric = all(sort_key(v)[0] == 0 for v in values)
     x_of = (lambda v: float(v)) if numeric else values.index  # noqa: E731 - categorical: positions
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4.2), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    columns = min(len(metrics), PANELS_PER_ROW)
+    rows_of_panels = math.ceil(len(metrics) / columns)
+    fig, axes = plt.subplots(rows_of_panels, columns, figsize=(5.5 * columns, 4.2 * rows_of_panels), squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    for ax, metric in zip(axes.flat, metrics):
         rows = [d for d in paired if d.metric == metric]
         for label, members in series([by_label[d.arm] for d in rows], varying, baseline.key).items():
             chosen = sorted((d for d in rows if by_label[d.arm] in members),
