@@ -3,10 +3,14 @@
 ``Tracker`` owns one MLflow run (the parent run of an invocation, or a nested child). Every call
 is first appended to a local journal (see :mod:`mjexp.tracking.journal`), then sent to MLflow and
 acknowledged. If MLflow fails (server down at start, killed mid-run, database locked for too long),
-the failure is reported once and the run carries on journaling; ``python -m mjexp.tracking.sync``
-later replays every unacknowledged event.
+the failure is reported once and the run carries on journaling. When the run ends, the tracker
+sends whatever MLflow missed (:func:`replay_journal`), so a store that came back marks the run
+FINISHED with everything in it; if it is still down, ``python -m mjexp.tracking.sync`` replays the
+journal later. A request the store answers with a refusal (a param value that differs from the one
+already logged, say) is not an outage: that one entry is reported, marked refused in the journal and
+skipped, and tracking carries on.
 
-Defaults follow DESIGN.md: ``sqlite:///mlflow.db`` in the directory the command was launched
+Default store: ``sqlite:///mlflow.db`` in the directory the command was launched
 from; any tracking URI (e.g. ``http://127.0.0.1:5000``) works the same.
 """
 
@@ -16,8 +20,10 @@ import contextlib
 import fcntl
 import logging
 import os
+import sys
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -30,6 +36,19 @@ PARAMS_PER_BATCH = 100  # MLflow's limit on params per log_batch call
 SQLITE_BUSY_TIMEOUT_S = 60
 # MLflow's HTTP client retries for minutes by default; a dead server should cost seconds.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
+# MLflow error codes of a store that answered and refused one request: resending it can never work,
+# and the store itself is fine. Any other failure (no answer, timeout, locked database) is an outage.
+REFUSALS = frozenset({
+    "INVALID_PARAMETER_VALUE", "BAD_REQUEST", "MALFORMED_REQUEST", "RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS",
+    "INVALID_STATE", "RESOURCE_DOES_NOT_EXIST",
+})
+
+
+def refused_by_store(error: BaseException) -> bool:
+    """True when MLflow answered and refused the request (see :data:`REFUSALS`)."""
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(error, MlflowException) and error.error_code in REFUSALS
 
 
 def resolve_tracking_uri(uri: str | None, launch_dir: str | Path) -> str:
@@ -135,6 +154,7 @@ class Tracker:
         self.root: Tracker = parent.root if parent else self
         self.enabled = enabled
         self.failed = not enabled
+        self.outage = False  # on the root: some tracker of this invocation lost the store
         self._failure_reported = not enabled
         self.client = None
         self.run_id: str | None = None
@@ -176,7 +196,14 @@ class Tracker:
             if seq is not None:
                 self.journal.record("ack", self.key, acks=seq)
         except Exception as error:  # noqa: BLE001 - tracking must never kill the run
-            self.failed = True
+            if seq is not None and self.run_id is not None and refused_by_store(error):
+                self.journal.record("refused", self.key, refuses=seq, reason=str(error)[:2000])
+                warnings.warn(
+                    f"MLflow refused {what} for run {self.run_name!r} ({type(error).__name__}: {error}). Tracking "
+                    f"continues; the refused entry stays in {self.journal.path}", stacklevel=3,
+                )
+                return
+            self.failed = self.root.outage = True
             self._report(what, error)
 
     def _report(self, what: str, error: BaseException) -> None:
@@ -185,8 +212,8 @@ class Tracker:
         self.root._failure_reported = True
         warnings.warn(
             f"MLflow tracking failed while {what} ({type(error).__name__}: {error}). Training "
-            f"continues; everything is kept in {self.journal.path}. Send it to MLflow later with: "
-            f"python -m mjexp.tracking.sync {self.journal.path.parent}",
+            f"continues; everything is kept in {self.journal.path} and sent when the run ends if MLflow is "
+            f"back; otherwise send it later with: python -m mjexp.tracking.sync {self.journal.path.parent}",
             stacklevel=3,
         )
 
@@ -226,13 +253,34 @@ class Tracker:
         )
 
     def finish(self, status: str = "FINISHED", error: str | None = None) -> None:
-        """Mark the run FINISHED, FAILED or KILLED (with the error message as a tag)."""
+        """Mark the run FINISHED, FAILED or KILLED (with the error message as a tag).
+
+        The root run's finish also sends what an outage kept from MLflow (the whole journal's
+        unacknowledged entries, children included), so one failed call never leaves a run RUNNING.
+        """
         if error:
             self.set_tags({"error": error[:5000]})
 
         self._send(
             "finish", "closing the run", lambda: self.client.set_terminated(self.run_id, status=status), status=status
         )
+        if self is self.root and self.outage and self.enabled and self.journal.path is not None:
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Replay the journal now; say in one line what it did or why it could not."""
+        try:
+            report = replay_journal(self.journal)
+        except Exception as error:  # noqa: BLE001 - tracking must never kill the run
+            print(
+                f"MLflow is still unreachable at the end of the run ({type(error).__name__}: {error}); "
+                f"send the journal later with: python -m mjexp.tracking.sync {self.journal.path.parent}",
+                file=sys.stderr,
+            )
+            return
+        self.run_id = report.run_ids.get(self.key, self.run_id)
+        self.failed = self.outage = False
+        print(f"MLflow: sent the {report.sent} entries that an outage had kept back")
 
     @property
     def ui_hint(self) -> str:
@@ -270,7 +318,7 @@ def get_or_create_experiment(client: Any, name: str) -> str:
         return existing.experiment_id
 
 
-# ---- senders shared by live tracking and journal replay (mjexp.tracking.sync) -----------------
+# ---- senders shared by live tracking and journal replay ---------------------------------------
 def send_params(client: Any, run_id: str, params: Mapping[str, str]) -> None:
     from mlflow.entities import Param
 
@@ -298,3 +346,88 @@ def send_artifact(client: Any, run_id: str, path: str, artifact_path: str | None
         client.log_artifacts(run_id, path, artifact_path)
     else:
         client.log_artifact(run_id, path, artifact_path)
+
+
+# ---- journal replay: the end of a run after an outage, and ``python -m mjexp.tracking.sync`` -----
+@dataclass
+class ReplayReport:
+    """What a replay did: the MLflow run of each journal run key, how many entries it sent, and the
+    entries the store refused (journal line, what, why), which are marked so and never resent."""
+
+    run_ids: dict[str, str]
+    sent: int = 0
+    refused: list[str] = field(default_factory=list)
+
+
+def send_event(client: Any, run_id: str, event: Mapping[str, Any]) -> None:
+    """Send one journaled event to ``run_id``."""
+    kind = event["event"]
+    if kind == "params":
+        send_params(client, run_id, event["params"])
+    elif kind == "metrics":
+        send_metrics(client, run_id, event["metrics"], event.get("step"), event["timestamp_ms"])
+    elif kind == "tags":
+        send_tags(client, run_id, event["tags"])
+    elif kind == "artifact":
+        send_artifact(client, run_id, event["path"], event.get("artifact_path"))
+    elif kind == "finish":
+        client.set_terminated(run_id, status=event["status"])
+
+
+def replay_journal(journal: Journal, tracking_uri: str | None = None) -> ReplayReport:
+    """Send every journaled event MLflow has not acknowledged, in order, and acknowledge it.
+
+    Runs that never reached MLflow are created (children under their parent). An entry the store
+    refuses is reported and marked refused; an outage raises (nothing is lost: run it again).
+    ``tracking_uri``: send everything, acknowledged or not, to this other store instead.
+    """
+    from mlflow.tracking import MlflowClient
+
+    events = list(journal.events())
+    if not events:
+        raise FileNotFoundError(f"no tracking journal with events at {journal.path}")
+    done = set() if tracking_uri else {e["acks"] for e in events if e["event"] == "ack"}
+    done |= {e["refuses"] for e in events if e["event"] == "refused"}
+    run_ids = {} if tracking_uri else {e["run"]: e["mlflow_run_id"] for e in events if e["event"] == "run_id"}
+    report = ReplayReport(run_ids)
+    clients: dict[str, Any] = {}
+
+    def client_for(uri: str) -> Any:
+        if uri not in clients:
+            configure_sqlite_busy_timeout()
+            for name, value in HTTP_DEFAULTS.items():
+                os.environ.setdefault(name, value)
+            with store_lock(uri):
+                clients[uri] = MlflowClient(tracking_uri=uri)
+        return clients[uri]
+
+    run_uris: dict[str, str] = {}
+    for event in events:
+        key, kind = event["run"], event["event"]
+        if kind == "run_start":
+            uri = tracking_uri or event["tracking_uri"]
+            run_uris[key] = uri
+            if run_ids.get(key):
+                continue
+            client = client_for(uri)
+            tags = dict(event.get("tags") or {})
+            if event.get("parent"):
+                tags["mlflow.parentRunId"] = run_ids[event["parent"]]
+            experiment_id = get_or_create_experiment(client, event["experiment"])
+            run = client.create_run(experiment_id, run_name=event["run_name"], tags=tags)
+            run_ids[key] = run.info.run_id
+            journal.record("run_id", key, mlflow_run_id=run.info.run_id, experiment_id=experiment_id)
+            continue
+        if "seq" not in event or kind in ("run_id", "ack", "refused") or event["seq"] in done:
+            continue
+        try:
+            send_event(client_for(run_uris[key]), run_ids[key], event)
+        except Exception as error:  # noqa: BLE001 - a refusal is reported and skipped, the rest raises
+            if not refused_by_store(error):
+                raise
+            journal.record("refused", key, refuses=event["seq"], reason=str(error)[:2000])
+            report.refused.append(f"entry {event['seq']} ({kind} of run {key!r}): {type(error).__name__}: {error}")
+            continue
+        journal.record("ack", key, acks=event["seq"])
+        report.sent += 1
+    return report

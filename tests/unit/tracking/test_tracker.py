@@ -78,13 +78,71 @@ def test_failure_mid_run_is_replayed_without_duplicates(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="MLflow tracking failed"):
         tracker.log_metrics({"loss": 0.5}, step=1)
     tracker.log_metrics({"loss": 0.25}, step=2)
-    tracker.finish()
-    assert metric_history(uri, tracker.run_id, "loss") == [(0, 1.0)]
-
-    sync(tmp_path / "out")
-    sync(tmp_path / "out")  # a second sync sends nothing twice
+    tracker.finish()  # the store answers again (a new client): the end of the run sends what it missed
     assert metric_history(uri, tracker.run_id, "loss") == [(0, 1.0), (1, 0.5), (2, 0.25)]
     assert MlflowClient(uri).get_run(tracker.run_id).info.status == "FINISHED"
+
+    sync(tmp_path / "out")  # nothing is left, and nothing is sent twice
+    assert metric_history(uri, tracker.run_id, "loss") == [(0, 1.0), (1, 0.5), (2, 0.25)]
+
+
+def test_a_refused_entry_is_reported_and_tracking_goes_on(tmp_path: Path) -> None:
+    """A store that answers "no" to one request (a param logged again with another value) is not
+    an outage: the entry is named, marked refused, and the run still ends FINISHED with the rest."""
+    uri = resolve_tracking_uri("sqlite:///store.db", tmp_path)
+    tracker = make_tracker(tmp_path, uri)
+    tracker.log_params({"eval": {"prompt_set": "auto"}})
+    with pytest.warns(UserWarning, match="MLflow refused logging params"):
+        tracker.log_params({"eval": {"prompt_set": "shapes_single_v1"}})
+    tracker.log_metrics({"loss": 0.5}, step=3)
+    child = tracker.child("setting")
+    child.log_metrics({"fid": 1.5})
+    child.finish()
+    tracker.finish()
+
+    client = MlflowClient(uri)
+    run = client.get_run(tracker.run_id)
+    assert run.info.status == "FINISHED" and run.data.params == {"eval.prompt_set": "auto"}
+    assert metric_history(uri, tracker.run_id, "loss") == [(3, 0.5)]
+    assert client.get_run(child.run_id).info.status == "FINISHED"
+    events = list(Journal(tmp_path / "out" / "tracking_journal.jsonl").events())
+    [refused] = [e for e in events if e["event"] == "refused"]
+    assert "Changing param values is not allowed" in refused["reason"]
+    assert sync(tmp_path / "out") == {"parent": tracker.run_id, "parent/setting": child.run_id}  # nothing to resend
+
+
+def test_sync_names_and_skips_an_entry_the_store_refuses(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A journal written before refusals were marked (a params entry MLflow rejects, then the rest
+    unsent): sync sends everything else, finishes the run and names the refused entry."""
+    uri = resolve_tracking_uri("sqlite:///store.db", tmp_path)
+    tracker = make_tracker(tmp_path, uri)
+    tracker.log_params({"a": 1})
+    journal = tracker.journal
+    journal.record("params", "parent", params={"a": "2"})
+    journal.record("metrics", "parent", metrics={"loss": 0.5}, step=1, timestamp_ms=0)
+    journal.record("finish", "parent", status="FINISHED")
+
+    assert sync(tmp_path / "out") == {"parent": tracker.run_id}
+    err = capsys.readouterr().err
+    assert "not sent, MLflow refused it: entry" in err and "params of run 'parent'" in err
+    run = MlflowClient(uri).get_run(tracker.run_id)
+    assert run.info.status == "FINISHED" and run.data.params == {"a": "1"}
+    assert metric_history(uri, tracker.run_id, "loss") == [(1, 0.5)]
+    sync(tmp_path / "out")  # the refused entry is not tried again
+    assert "refused" not in capsys.readouterr().err
+
+
+def test_sync_cli_says_the_store_is_unreachable_in_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    from mjexp.tracking import sync as sync_cli
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        make_tracker(tmp_path, "http://127.0.0.1:9").log_params({"a": 1})
+    with pytest.raises(SystemExit) as exit_info:
+        sync_cli.main([str(tmp_path / "out")])
+    assert str(exit_info.value).startswith("error: MLflow could not be reached") and "run the command again" in str(exit_info.value)
 
 
 def test_relative_sqlite_uri_is_anchored_at_launch_dir(tmp_path: Path) -> None:
