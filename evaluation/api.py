@@ -8,7 +8,7 @@
 Metric names carry the model that produced them. Every metric's definition (extractor and weights
 hash, CLIP model and tag, score convention, preprocessing and quantisation, counts, bootstrap
 settings, seed range) is in ``result.params``; judge metrics are listed in ``result.unreliable``
-when the judge fails its validity check.
+when the judge fails a validity check (attribute accuracy or caption retrieval on real images).
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ from evaluation.distribution import distribution_metrics
 from evaluation.diversity import Diversity, prompt_diversity
 from evaluation.features import extract_features, load_extractor, resolve_extractor
 from evaluation.images import POLICY, to_uint8
-from evaluation.judge import JUDGE, Validity, judge_validity
+from evaluation.judge import JUDGE, Validity
 from evaluation.patch_fid import MAX_GROUPS, PATCH_SIZE, PatchAccumulator, PatchMoments, patch_fid, patch_moments
 from evaluation.preflight import Plan, preflight
 from evaluation.prompt_sets import CaptionTemplate
 from evaluation.refstats import ReferenceCache, ReferenceFeatures, ReferenceKey
+from evaluation.retrieval import caption_retrieval
 from evaluation.roughness import noise_share, roughness
 
 Batch = Mapping[str, object]
@@ -182,11 +183,12 @@ class Scorer:
 
     def _reference_features(
         self, reference: ReferenceSet, names: list[str]
-    ) -> dict[str, tuple[torch.Tensor, dict[str, list] | None, torch.Tensor]]:
+    ) -> dict[str, tuple[torch.Tensor, dict[str, list] | None, torch.Tensor, list[str] | None]]:
         """One pass over the reference batches for every extractor in ``names``; also collects
-        attrs and each image's roughness."""
+        attrs, captions and each image's roughness."""
         chunks: dict[str, list[torch.Tensor]] = {name: [] for name in names}
         attrs: dict[str, list] = {}
+        texts: list[str] = []
         roughness_chunks: list[torch.Tensor] = []
         for batch in reference.batches():
             images, _ = to_uint8(batch["image"], "reference images")
@@ -195,19 +197,31 @@ class Scorer:
                 chunks[name].append(self.features(name, images))
             for attr, values in dict(batch.get("attrs") or {}).items():
                 attrs.setdefault(attr, []).extend(values)
+            texts.extend(batch.get("text") or [])
         reference_roughness = torch.cat(roughness_chunks)
-        return {name: (torch.cat(chunks[name]), attrs or None, reference_roughness) for name in names}
+        captions = texts if len(texts) == len(reference_roughness) else None
+        return {name: (torch.cat(chunks[name]), attrs or None, reference_roughness, captions) for name in names}
 
     def _validity(
         self, reference: ReferenceSet, features: dict[str, ReferenceFeatures], template: CaptionTemplate | None
     ) -> Validity | None:
-        if self.judge is None or template is None:
+        """The judge's checks on the real reference images: attribute accuracy (with a template)
+        and caption retrieval (with captions)."""
+        if self.judge is None:
             return None
-        attrs = features[JUDGE].attrs
-        if not attrs:
-            raise ValueError(f"judge validity needs attrs in the {reference.split} batches; none were given")
-        accuracy = attribute_accuracy(features[JUDGE].features, _rows(attrs), template, self.judge.encode_texts)
-        return judge_validity(accuracy, self.config.validity_threshold)
+        judge = features[JUDGE]
+        accuracy: dict[str, float] = {}
+        if template is not None:
+            if not judge.attrs:
+                raise ValueError(f"judge validity needs attrs in the {reference.split} batches; none were given")
+            accuracy = attribute_accuracy(judge.features, _rows(judge.attrs), template, self.judge.encode_texts).per_attribute()
+        retrieval = None
+        if judge.texts:
+            retrieval = caption_retrieval(judge.features, judge.texts, self.judge.encode_texts,
+                                          threshold=self.config.retrieval_threshold, seed=self.config.seed)
+        if not accuracy and retrieval is None:
+            return None
+        return Validity(accuracy, len(judge.features), self.config.validity_threshold, retrieval)
 
     def score(
         self,

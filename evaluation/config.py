@@ -29,7 +29,8 @@ class EvalConfig:
     seed: int = 0
     kid_subsets: int = 100
     kid_subset_size: int = 1000
-    validity_threshold: float = 0.95
+    validity_threshold: float = 0.95  # the judge's attribute accuracy on real images
+    retrieval_threshold: float = 0.5  # the judge's caption retrieval top-1 on real images (chance 1/32)
     batch_size: int = 64
     device: str = "cpu"
     cache_dir: str = ".cache/evaluation"
@@ -41,6 +42,7 @@ class EvalConfig:
             ("kid_subsets", self.kid_subsets >= 1, ">= 1"),
             ("kid_subset_size", self.kid_subset_size >= 2, ">= 2"),
             ("validity_threshold", 0.0 <= self.validity_threshold <= 1.0, "in [0, 1]"),
+            ("retrieval_threshold", 0.0 <= self.retrieval_threshold <= 1.0, "in [0, 1]"),
             ("batch_size", self.batch_size >= 1, ">= 1"),
             ("clip_score_weight", self.clip_score_weight > 0, "> 0"),
         )

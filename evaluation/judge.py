@@ -3,9 +3,9 @@ local-dir folder (``open_clip_config.json`` + ``open_clip_model.safetensors``).
 
 It is registered as torch-fidelity feature extractor ``judge`` (features: its unit-norm image
 embeddings), so ``torch_fidelity.calculate_metrics(feature_extractor="judge",
-feature_extractor_weights_path=<folder>)`` works too. Its validity is its zero-shot accuracy per
-attribute on real images with true attributes; below the threshold every judge metric is marked
-unreliable.
+feature_extractor_weights_path=<folder>)`` works too. Its validity is measured on real held-out
+images: zero-shot accuracy per attribute where the data has attribute labels, and caption retrieval
+on every data set; below a threshold every judge metric is marked unreliable.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import torch_fidelity
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from evaluation.attributes import AttributeAccuracy
 from evaluation.clip_model import LOCAL_DIR, ClipModel, ClipSource, resolve_clip
+from evaluation.retrieval import Retrieval
 
 JUDGE = "judge"
 VALIDITY_THRESHOLD = 0.95
@@ -90,25 +90,47 @@ def register_judge() -> None:
 
 @dataclass(frozen=True)
 class Validity:
-    """Zero-shot accuracy per attribute on real images; ``reliable`` iff every one >= threshold."""
+    """The judge's checks on real images: zero-shot accuracy per attribute (data with attribute
+    labels) and caption retrieval (every data set: :mod:`evaluation.retrieval`); ``reliable`` iff
+    every attribute reaches ``threshold`` and retrieval reaches its own."""
 
     accuracy: dict[str, float]
     n_images: int
     threshold: float
+    retrieval: Retrieval | None = None
 
     @property
     def reliable(self) -> bool:
-        return all(value >= self.threshold for value in self.accuracy.values())
+        attributes_ok = all(value >= self.threshold for value in self.accuracy.values())
+        return attributes_ok and (self.retrieval is None or self.retrieval.reliable)
+
+    def describe(self, split: str) -> str:
+        """One line for the console: every check with its threshold, and the verdict."""
+        parts = []
+        if self.accuracy:
+            values = ", ".join(f"{name} {value:.3f}" for name, value in self.accuracy.items())
+            parts.append(f"attribute accuracy {values} (threshold {self.threshold})")
+        if self.retrieval is not None:
+            r = self.retrieval
+            parts.append(f"caption retrieval top-1 {r.top1:.3f} among {r.candidates} captions (chance {r.chance:.3f}, "
+                         f"threshold {r.threshold})")
+        verdict = "reliable" if self.reliable else "UNRELIABLE: every judge metric is flagged (†)"
+        return f"Judge validity on {self.n_images} real {split} images: {'; '.join(parts) or 'nothing measured'}: {verdict}"
+
+    def as_metrics(self) -> dict[str, float]:
+        """The checks as tracking metrics (``judge_validity/...``; ``reliable`` is 1 or 0), so a
+        comparison of runs can flag the ones scored by an unreliable judge."""
+        metrics = {f"judge_validity/{name}": value for name, value in self.accuracy.items()}
+        if self.retrieval is not None:
+            metrics["judge_validity/retrieval_top1"] = self.retrieval.top1
+        metrics["judge_validity/reliable"] = float(self.reliable)
+        return metrics
 
     def as_dict(self) -> dict[str, object]:
         return {
             "accuracy": dict(self.accuracy),
             "n_images": self.n_images,
             "threshold": self.threshold,
+            "retrieval": self.retrieval.as_dict() if self.retrieval is not None else None,
             "reliable": self.reliable,
         }
-
-
-def judge_validity(accuracy: AttributeAccuracy, threshold: float = VALIDITY_THRESHOLD) -> Validity:
-    n_images = len(next(iter(accuracy.correct.values())))
-    return Validity(accuracy.per_attribute(), n_images, threshold)

@@ -78,7 +78,8 @@ class PromptSet:
 
     @property
     def params(self) -> dict[str, object]:
-        return {"prompt_set": self.name, "prompt_set_version": self.version, "n_prompts": len(self)}
+        """What the prompts are, as recorded with an evaluation (``prompts.*`` in MLflow)."""
+        return {"set": self.name, "version": self.version, "n": len(self)}
 
 
 def load_prompt_set(name_or_path: str | Path) -> PromptSet:

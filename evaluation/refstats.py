@@ -29,7 +29,7 @@ from evaluation.fid import GaussianStats
 from evaluation.patch_fid import PatchMoments
 
 # Bump when feature extraction, quantisation or the stored statistics change meaning.
-CODE_VERSION = "evaluation-refstats-2"  # 2: per-image roughness stored
+CODE_VERSION = "evaluation-refstats-3"  # 2: per-image roughness stored; 3: captions stored
 
 
 def canonical_json(value: object) -> str:
@@ -55,17 +55,18 @@ class ReferenceKey:
 
 @dataclass(frozen=True)
 class ReferenceFeatures:
-    """Features (n, d) of the reference images, their float64 Gaussian stats, their attributes
-    and their roughness (n,)."""
+    """Features (n, d) of the reference images, their float64 Gaussian stats, their attributes,
+    their roughness (n,) and their captions (the judge's retrieval check)."""
 
     features: torch.Tensor
     stats: GaussianStats
     attrs: dict[str, list] | None
     roughness: torch.Tensor
     path: Path
+    texts: list[str] | None = None
 
 
-Compute = Callable[[], tuple[torch.Tensor, dict[str, list] | None, torch.Tensor]]
+Compute = Callable[[], tuple[torch.Tensor, dict[str, list] | None, torch.Tensor, list[str] | None]]
 
 
 class ReferenceCache:
@@ -81,7 +82,7 @@ class ReferenceCache:
         path = self.path(key)
         if path.is_file():
             return self._read(path)
-        features, attrs, roughness = compute()
+        features, attrs, roughness, texts = compute()
         if len(features) != key.n or len(roughness) != key.n:
             raise ValueError(
                 f"reference produced {len(features)} feature rows and {len(roughness)} roughness values, "
@@ -92,9 +93,10 @@ class ReferenceCache:
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         tensors = {"features": features.float().contiguous(), "mu": stats.mu.cpu(), "sigma": stats.sigma.cpu().contiguous(),
                    "roughness": roughness.double().cpu().contiguous()}
-        save_file(tensors, str(tmp), metadata={"key": canonical_json(asdict(key)), "attrs": json.dumps(attrs)})
+        metadata = {"key": canonical_json(asdict(key)), "attrs": json.dumps(attrs), "texts": json.dumps(texts)}
+        save_file(tensors, str(tmp), metadata=metadata)
         os.replace(tmp, path)
-        return ReferenceFeatures(tensors["features"], stats, attrs, tensors["roughness"], path)
+        return ReferenceFeatures(tensors["features"], stats, attrs, tensors["roughness"], path, texts)
 
     @staticmethod
     def _read(path: Path) -> ReferenceFeatures:
@@ -102,7 +104,7 @@ class ReferenceCache:
             metadata = handle.metadata()
             features, mu, sigma, roughness = (handle.get_tensor(n) for n in ("features", "mu", "sigma", "roughness"))
         stats = GaussianStats(mu, sigma, len(features))
-        return ReferenceFeatures(features, stats, json.loads(metadata["attrs"]), roughness, path)
+        return ReferenceFeatures(features, stats, json.loads(metadata["attrs"]), roughness, path, json.loads(metadata["texts"]))
 
     def load_or_compute_patches(self, key: ReferenceKey, compute: Callable[[], PatchMoments]) -> PatchMoments:
         """Window statistics of the reference images: read ``<root>/<digest>.safetensors`` or

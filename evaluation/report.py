@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import math
 from pathlib import Path
@@ -18,18 +17,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
-from torchvision.utils import make_grid
 
 from evaluation.api import ScoreResult
-from evaluation.images import to_uint8
+from evaluation.grids import SampleGrid, grid_png
 from evaluation.judge import JUDGE
 from evaluation.plots import curve_label, headline, metric_curves, pareto
 
 SETTING_KEYS = ("sampler", "steps", "guidance", "hires", "schedule", "nfe")
-GRID_MIN_CELL = 64  # px; small samples are upscaled (nearest) so they are visible
-GRID_COLUMNS = 8  # images per row of every grid in the report
 
 
 def make_record(setting: Mapping[str, object], costs: Mapping[str, float], result: ScoreResult) -> dict[str, object]:
@@ -59,15 +53,21 @@ def _jsonable(value: object) -> object:
     return value
 
 
-def grid_png(images: torch.Tensor, nrow: int = GRID_COLUMNS) -> bytes:
-    """PNG bytes of a sample grid (float [-1, 1] or uint8 images)."""
-    pixels, _ = to_uint8(images, "grid images")
-    scale = max(1, math.ceil(GRID_MIN_CELL / pixels.shape[-1]))
-    pixels = F.interpolate(pixels.float(), scale_factor=scale, mode="nearest").to(torch.uint8)
-    grid = make_grid(pixels, nrow=nrow, padding=2, pad_value=255).permute(1, 2, 0).numpy()
-    buffer = io.BytesIO()
-    Image.fromarray(grid).save(buffer, format="PNG")
-    return buffer.getvalue()
+def format_costs(costs: Mapping[str, object]) -> str:
+    """``{"generation_seconds": 12.345678, "nfe": 20}`` -> ``generation 12.3 s, nfe 20``: numbers to
+    three significant digits, seconds with their unit."""
+    parts = []
+    for name, value in costs.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            shown = "n/a" if value is None or not math.isfinite(value) else f"{value:.3g}"
+        else:
+            shown = "n/a" if value is None else str(value)
+        label = name.replace("_", " ")
+        if label.endswith(" seconds"):
+            parts.append(f"{label[: -len(' seconds')]} {shown} s")
+        else:
+            parts.append(f"{label} {shown}")
+    return ", ".join(parts)
 
 
 def _img(data: bytes, alt: str) -> str:
@@ -110,7 +110,7 @@ def _counts_table(records: Sequence[Mapping]) -> str:
                 rows.append(
                     f"<tr><td>{html.escape(curve_label(r))} w={html.escape(str(r['guidance']))}</td><td>{html.escape(name)}</td>"
                     f"<td>{p['n_generated']}</td><td>{p['n_reference']}</td><td>{b['replicates']} (seed {b['seed']}, "
-                    f"level {b['level']})</td><td>{html.escape(json.dumps(r['costs']))}</td></tr>"
+                    f"level {b['level']})</td><td>{html.escape(format_costs(r['costs']))}</td></tr>"
                 )
     head = "<tr><th>setting</th><th>metric</th><th>n generated</th><th>n reference</th><th>bootstrap</th><th>costs</th></tr>"
     return f"<table>{head}{''.join(rows)}</table>"
@@ -119,21 +119,29 @@ def _counts_table(records: Sequence[Mapping]) -> str:
 def _validity_section(records: Sequence[Mapping]) -> str:
     validity = next((r["judge_validity"] for r in records if r["judge_validity"]), None)
     if validity is None:
-        return "<p>No judge validity was measured.</p>"
-    rows = "".join(
-        f"<tr><td>{html.escape(a)}</td><td>{v:.3f}</td><td>{'ok' if v >= validity['threshold'] else 'BELOW'}</td></tr>"
-        for a, v in validity["accuracy"].items()
-    )
-    banner = (
-        ""
-        if validity["reliable"]
-        else f'<p class="unreliable">The judge is below its validity threshold ({validity["threshold"]}) on at least '
-        "one attribute: every judge metric (marked †) is unreliable.</p>"
-    )
-    return (
-        f"{banner}<p>Zero-shot accuracy of the judge on {validity['n_images']} real images "
-        f"(threshold {validity['threshold']}):</p><table><tr><th>attribute</th><th>accuracy</th><th></th></tr>{rows}</table>"
-    )
+        return "<p>No judge validity was measured (no judge, or reference images without captions).</p>"
+    parts = []
+    if not validity["reliable"]:
+        parts.append('<p class="unreliable">The judge fails a validity check below: every judge metric (marked †) '
+                     "is unreliable.</p>")
+    if validity["accuracy"]:
+        rows = "".join(
+            f"<tr><td>{html.escape(a)}</td><td>{v:.3f}</td><td>{'ok' if v >= validity['threshold'] else 'BELOW'}</td></tr>"
+            for a, v in validity["accuracy"].items()
+        )
+        parts.append(
+            f"<p>Zero-shot attribute accuracy of the judge on {validity['n_images']} real images (threshold "
+            f"{validity['threshold']}):</p><table><tr><th>attribute</th><th>accuracy</th><th></th></tr>{rows}</table>"
+        )
+    retrieval = validity.get("retrieval")
+    if retrieval:
+        verdict = "ok" if retrieval["reliable"] else "BELOW"
+        parts.append(
+            f"<p>Caption retrieval of the judge on {retrieval['n_images']} real images: its own caption ranked first "
+            f"among {retrieval['candidates']} in {retrieval['top1']:.3f} of them (chance {retrieval['chance']:.3f}, "
+            f"threshold {retrieval['threshold']}): {verdict}.</p>"
+        )
+    return "".join(parts)
 
 
 STYLE = (
@@ -145,7 +153,7 @@ STYLE = (
 def write_report(
     records: Sequence[Mapping[str, object]],
     out_dir: str | Path,
-    grids: Mapping[str, torch.Tensor] | None = None,
+    grids: Mapping[str, SampleGrid | torch.Tensor] | None = None,
     title: str = "Evaluation report",
 ) -> dict[str, Path]:
     """Write report.json, report.html and, for records with a guidance scale, pareto.png and

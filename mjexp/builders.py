@@ -192,3 +192,22 @@ def sampling_settings(sampling_cfg: Any) -> tuple[Any, Any, Any, str]:
     guidance = Guidance(**g)
     hires = HiresSettings(**h)
     return sampler, guidance, hires, negative
+
+
+def describe_sampling(sampling_cfg: Any) -> str:
+    """One line naming how a command generates: sampler, steps, guidance and hires fix."""
+    s, g, h = (sampling_cfg[key] for key in ("sampler", "guidance", "hires"))
+    grid = f"{s.spacing}{', karras' if s.karras else ''}{'' if s.eta is None else f', eta {s.eta}'}"
+    guidance = [f"guidance {g.scale:g}"]
+    if g.schedule != "constant":
+        guidance.append(f"{g.schedule} ramp")
+    if g.interval is not None:
+        guidance.append(f"inside sigma {list(g.interval)}")
+    if g.rescale:
+        guidance.append(f"rescale {g.rescale:g}")
+    if g.dynamic_threshold is not None:
+        guidance.append(f"threshold {g.dynamic_threshold:g}")
+    if g.negative_prompt:
+        guidance.append(f"negative prompt {g.negative_prompt!r}")
+    hires = f"hires x{h.scale:g} {h.upscaler} strength {h.strength:g}, {h.steps} steps" if h.enabled else "no hires fix"
+    return f"{s.name}, {s.steps} steps ({grid}); {', '.join(guidance)}; {hires}"

@@ -11,7 +11,10 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable, TypeVar
+
+from mjexp.config import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,7 +49,28 @@ def reports_user_errors(task: F) -> F:
         except user_errors() as error:
             if os.environ.get("MJEXP_DEBUG") or in_multirun():
                 raise
+            if isinstance(error, ConfigError):
+                discard_untouched_run_dir()
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
+
+
+def discard_untouched_run_dir() -> None:
+    """Remove the run folder Hydra made for a command refused at its config check: it holds only
+    Hydra's own files (``.hydra/``, the job log), and a typo should leave nothing behind."""
+    import shutil
+
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if not run_dir.is_dir() or any(p.name != ".hydra" and p.suffix != ".log" for p in run_dir.iterdir()):
+        return
+    shutil.rmtree(run_dir)
+    for parent in run_dir.parents:  # outputs/<name>/ and outputs/ when they held only this run
+        if parent == Path.cwd() or not parent.is_relative_to(Path.cwd()) or any(parent.iterdir()):
+            break
+        parent.rmdir()

@@ -17,6 +17,7 @@ from typing import Any, Optional, get_args
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from evaluation.retrieval import RETRIEVAL_THRESHOLD
 from mjexp.diffusion.losses import LossWeighting
 from mjexp.diffusion.module import LrSchedule, NonfiniteLoss, Weights
 from mjexp.diffusion.parameterization import Parameterization
@@ -224,7 +225,8 @@ class TrainerConfig:
     sample_every_n_steps: int = 0
     num_sanity_val_steps: int = 0
     limit_val_batches: Any = None  # None: all (Lightning's default, without its notice); int: batches; float: share
-    enable_progress_bar: bool = True
+    enable_progress_bar: bool = True  # a bar over max_steps on a terminal, else a line every progress_every_n_steps
+    progress_every_n_steps: int = 50
     compile: bool = False  # torch.compile the U-Net for training (pays off on long GPU runs)
 
 
@@ -313,6 +315,8 @@ class EvalConfig:
     bootstrap: int = 200
     reference_split: str = "test"
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    # Below this caption-retrieval top-1 on real reference images (chance 1/32) every judge metric is flagged.
+    judge_retrieval_threshold: float = RETRIEVAL_THRESHOLD
     device: str = "cpu"
     # How the network runs while generating (mjexp.sampling.runtime); the sampling math is unchanged.
     precision: str = "auto"  # auto (bf16 autocast on CUDA, float32 elsewhere) | 32 | bf16
@@ -396,23 +400,81 @@ TEXT_SCHEMAS = {
 }
 
 
-def _open_grid(schema: type) -> DictConfig:
-    """The schema as a node whose ``eval.grid`` accepts new keys (sweep axes are free-form)."""
+def _open(schema: type) -> DictConfig:
+    """The schema as a node whose groups accept unknown keys at composition.
+
+    Hydra refuses ``trainer.max_step=5`` with a hint to write ``+trainer.max_step=5``, which then
+    composes and runs with the typo ignored. Open nodes let both forms through composition, and
+    :func:`unknown_keys` (in :func:`validate`) rejects them with the closest valid key. Values are
+    still type-checked against the schema. (Hydra closes the root itself: a top-level typo such as
+    ``seeed=1`` is Hydra's error, and ``+seeed=1`` is ours.)
+    """
     node = OmegaConf.structured(schema)
-    OmegaConf.set_struct(node.eval.grid, False)
+
+    def open_dicts(parent: DictConfig) -> None:
+        OmegaConf.set_struct(parent, False)
+        for key in parent:
+            child = parent._get_node(key)
+            if OmegaConf.is_dict(child):
+                open_dicts(child)
+
+    open_dicts(node)
     return node
 
 
 def register_configs() -> None:
     """Put every schema into Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
-    cs.store(name="train_schema", node=_open_grid(TrainConfig))
-    cs.store(name="eval_schema", node=_open_grid(EvalRunConfig))
-    cs.store(name="sample_schema", node=SampleRunConfig)
+    for name, schema in ROOT_SCHEMAS.items():
+        cs.store(name=f"{name}_schema", node=_open(schema))
     for name, schema in DATA_SCHEMAS.items():
-        cs.store(group="schema/data", name=name, node=schema)
+        cs.store(group="schema/data", name=name, node=_open(schema))
     for name, schema in TEXT_SCHEMAS.items():
-        cs.store(group="schema/text_encoder", name=name, node=schema)
+        cs.store(group="schema/text_encoder", name=name, node=_open(schema))
+
+
+ROOT_SCHEMAS = {"train": TrainConfig, "eval": EvalRunConfig, "sample": SampleRunConfig}
+# Free-form nodes: eval.grid is checked by mjexp.grid.expand_grid; the others hold user-named entries.
+FREE_FORM = ("hydra", "eval.grid", "eval.weights_paths")
+
+
+def _reference(cfg: DictConfig) -> DictConfig:
+    """The schema ``cfg`` was composed from: its command's root, with the schemas of the chosen
+    data and text encoder (a command's root is told apart by a key only it has)."""
+    root = "train" if "trainer" in cfg else "eval" if "images" in cfg else "sample"
+    reference = OmegaConf.structured(ROOT_SCHEMAS[root])
+    for group, schemas in (("data", DATA_SCHEMAS), ("text_encoder", TEXT_SCHEMAS)):
+        name = OmegaConf.select(cfg, f"{group}.name", default=None)
+        if name in schemas:
+            OmegaConf.update(reference, group, OmegaConf.structured(schemas[name]), force_add=True)
+    return reference
+
+
+def _dotted_keys(node: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for key in node:
+        full = f"{prefix}{key}"
+        if full in FREE_FORM:
+            continue
+        keys.append(full)
+        child = node._get_node(key)
+        if OmegaConf.is_dict(child) and not child._is_missing() and not child._is_none():
+            keys += _dotted_keys(child, full + ".")
+    return keys
+
+
+def unknown_keys(cfg: DictConfig) -> list[str]:
+    """One message per key of ``cfg`` that its schema does not have, naming the closest valid key."""
+    import difflib
+
+    known = _dotted_keys(_reference(cfg))
+    problems = []
+    for key in _dotted_keys(cfg):
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else "no similar key exists"
+            problems.append(f"unknown key {key} ({hint})")
+    return problems
 
 
 # ---- validation ------------------------------------------------------------------------------
@@ -449,6 +511,7 @@ RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("optim.weight_decay", 0.0, float("inf"), True),
     ("optim.warmup_steps", 0, float("inf"), True),
     ("trainer.max_steps", 1, float("inf"), True),
+    ("trainer.progress_every_n_steps", 1, float("inf"), True),
     ("trainer.accumulate_grad_batches", 1, float("inf"), True),
     ("schedule.num_train_timesteps", 2, float("inf"), True),
     ("sampler.steps", 1, float("inf"), True),
@@ -464,6 +527,7 @@ RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("sr.noise_aug", 0.0, 1.0, True),
     ("eval.samples_per_prompt", 1, float("inf"), True),
     ("eval.batch_size", 1, float("inf"), True),
+    ("eval.judge_retrieval_threshold", 0.0, 1.0, True),
     ("n", 1, float("inf"), True),
     ("batch_size", 1, float("inf"), True),
 )
@@ -475,7 +539,7 @@ def _get(cfg: DictConfig, key: str) -> Any:
 
 def validate(cfg: DictConfig) -> None:
     """Check value ranges, choices and cross-field constraints; raise one ConfigError listing all."""
-    problems: list[str] = []
+    problems: list[str] = unknown_keys(cfg)
     for key, allowed in CHOICES.items():
         value = _get(cfg, key)
         if value is not None and value not in allowed:

@@ -30,7 +30,9 @@ from evaluation.attributes import holdout_accuracy
 from evaluation.diversity import Diversity
 from evaluation.patch_fid import PatchMoments
 from evaluation.prompt_sets import CaptionTemplate, PromptSet
-from mjexp.builders import build_datamodule, sampling_settings, train_or_reuse_domain_clip
+from evaluation.grids import SampleGrid, grid_png
+from mjexp.builders import build_datamodule, describe_sampling, sampling_settings, train_or_reuse_domain_clip
+from mjexp.data_requirements import check_evaluation_data, enforce
 from mjexp.diffusion.superres import SuperResolution
 from mjexp.export import LoadedModel, load_model, load_sr_model
 from mjexp.generation import generate_to_folder, load_images, read_manifest
@@ -157,7 +159,6 @@ def load_prompts(cfg: DictConfig, datamodule: Any) -> PromptSet | tuple[list[str
     name = cfg.eval.prompt_set
     if name == AUTO_PROMPTS:
         name = auto_prompt_set(getattr(datamodule, "schema", None))
-        print(f"Prompts: eval.prompt_set=auto chose {name!r}")
     if name != DATA_PROMPTS:
         prompt_set = load_prompt_set(name)
         schema = getattr(datamodule, "schema", None)
@@ -176,6 +177,24 @@ def load_prompts(cfg: DictConfig, datamodule: Any) -> PromptSet | tuple[list[str
             )
         return prompt_set
     return data_prompts(datamodule, cfg.eval.reference_split, cfg.eval.max_prompts)
+
+
+def prompt_params(prompts: PromptSet | tuple[list[str], list[dict] | None], split: str) -> dict[str, Any]:
+    """What the evaluated prompts are (``prompts.*`` params: the resolved set, never the config's
+    ``eval.prompt_set``, which may say ``auto``); bare captions come from the reference ``split``."""
+    if isinstance(prompts, PromptSet):
+        return prompts.params
+    return {"set": DATA_PROMPTS, "version": f"{split} split", "n": len(prompts[0])}
+
+
+def describe_prompts(params: Mapping[str, Any], configured: str, samples_per_prompt: int) -> str:
+    """One console line saying which prompts an evaluation generates (``configured``: eval.prompt_set)."""
+    chosen = f"eval.prompt_set={configured}" + (" chose it" if configured == AUTO_PROMPTS else "")
+    if params["set"] == DATA_PROMPTS:
+        return (f"Prompts: the first {params['n']} captions of the {params['version']} ({chosen}: the reference "
+                f"split's captions), {samples_per_prompt} images each")
+    return (f"Prompts: {params['n']} from the set {params['set']!r} version {params['version']} ({chosen}), "
+            f"{samples_per_prompt} images each")
 
 
 def renders(schema: Any, attrs: Mapping[str, str], caption: str) -> bool:
@@ -259,6 +278,7 @@ class ScoringContext:
                 prompt_prefix=cfg.eval.prompt_prefix,
                 allow_network=cfg.eval.allow_download,
                 bootstrap=cfg.eval.bootstrap,
+                retrieval_threshold=cfg.eval.judge_retrieval_threshold,
                 seed=cfg.eval.seed,
                 batch_size=cfg.eval.batch_size,
                 device=cfg.eval.device,
@@ -268,7 +288,7 @@ class ScoringContext:
         self.data_cfg, self.split = data_cfg, cfg.eval.reference_split
         self.reference = self.scorer.reference(self.reference_set(self.datamodule), template=template)
         if self.reference.validity is not None:
-            print(f"Judge validity on real {self.split} images: {json.dumps(self.reference.validity.as_dict())}")
+            print(self.reference.validity.describe(self.split))
         self._patch_references: dict[int, PatchMoments] = {}
 
     def reference_set(self, datamodule: Any) -> ReferenceSet:
@@ -326,7 +346,7 @@ class SettingOutcome(NamedTuple):
     and the final images' features per FID extractor and files (in manifest order, for paired tests)."""
 
     record: dict[str, Any]
-    grids: dict[str, torch.Tensor]
+    grids: dict[str, SampleGrid]
     flags: np.ndarray | None
     features: dict[str, torch.Tensor]
     files: list[Path]  # the final images, manifest order
@@ -338,7 +358,9 @@ class SettingOutcome(NamedTuple):
 class GridEvaluation:
     """One evaluation invocation: preflight in ``__init__``, then :meth:`run`."""
 
-    def __init__(self, cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: Path) -> None:
+    def __init__(self, cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: Path, data_checked: bool = False) -> None:
+        """``data_checked``: the training that precedes this evaluation already checked (and said)
+        what the evaluation needs of the data."""
         self.cfg, self.tracker, self.out_dir = cfg, tracker, Path(out_dir)
         self.settings = expand_grid(cfg.eval.grid)
         # Every setting must be valid before anything runs.
@@ -351,7 +373,14 @@ class GridEvaluation:
             check_sr_model(h, self.sr_model.super_resolution if self.sr_model else None)
         self.loaded = load_model(ckpt, weights=cfg.eval.weights)
         data_cfg = self.loaded.config["data"]
-        self.prompts = load_prompts(cfg, build_datamodule(OmegaConf.create(data_cfg)))
+        datamodule = build_datamodule(OmegaConf.create(data_cfg))
+        self.prompts = load_prompts(cfg, datamodule)
+        n_prompts = prompt_params(self.prompts, cfg.eval.reference_split)["n"]
+        fitted = enforce(check_evaluation_data(cfg, data_cfg, datamodule, n_prompts), quiet=data_checked)
+        if fitted and not data_checked:
+            tracker.log_params({"effective": fitted})
+        print(describe_prompts(prompt_params(self.prompts, cfg.eval.reference_split), cfg.eval.prompt_set,
+                               cfg.eval.samples_per_prompt))
         template = self.prompts.template if isinstance(self.prompts, PromptSet) else None
         self.context = ScoringContext(cfg, data_cfg, template, self.loaded.config["text_encoder"].get("path"))
         self.resolution = self.context.resolution
@@ -368,12 +397,12 @@ class GridEvaluation:
         """Generate and score every setting; write and log the report. Returns the records."""
         cfg, n = self.cfg, self.cfg.eval.samples_per_prompt
         records, grids, per_item, files, diversities, patches, features, runs = [], {}, [], [], [], [], [], []
-        prompt_params = self.prompts.params if isinstance(self.prompts, PromptSet) else {"prompt_set": DATA_PROMPTS}
-        self.tracker.log_params({"eval": {**prompt_params, "samples_per_prompt": n, "n_settings": len(self.settings)}})
+        self.tracker.log_params({"prompts": {**prompt_params(self.prompts, cfg.eval.reference_split), "samples_per_prompt": n},
+                                 "grid": {"n_settings": len(self.settings)}})
         for number, overrides in enumerate(self.settings, 1):
             label = setting_label(overrides)
-            print(f"[{number}/{len(self.settings)}] {label}")
             sampling = apply_overrides(cfg, overrides)
+            print(f"[{number}/{len(self.settings)}] {label}: {describe_sampling(sampling)}")
             outcome = self.evaluate_setting(sampling, label, overrides)
             records.append(outcome.record)
             per_item.append(outcome.flags)
@@ -423,13 +452,16 @@ class GridEvaluation:
         metrics: dict[str, float] = {}
         result = None
         grids = {}
+        shown = min(cfg.eval.grid_prompts, len(self.prompt_list))
+        how = describe_sampling(sampling)
         for prefix, key in stages.items():
             images = load_images(folder, rows, key)
             scored = self.context.score(images, prompts, attrs, seeds)
             metrics.update({prefix + k: v for k, v in scored.metrics.items()})
             if prefix == "":
                 result = scored
-            grids[f"{label} {prefix or 'final'}".strip()] = images[: cfg.eval.grid_prompts * n]
+            stage = f"{label} {prefix or 'final'}".strip()
+            grids[stage] = SampleGrid(images[: shown * n], self.prompt_list[:shown], n, f"{stage}: {how}")
         nfe, network_evals = rows[0]["nfe"], rows[0]["network_evals"]
         costs = {
             "generation_seconds": generation_seconds,
@@ -445,10 +477,10 @@ class GridEvaluation:
         record["overrides"] = dict(overrides)
         child = self.tracker.child(label, tags={"mjexp.setting": label})
         child.log_params({"setting": dict(overrides), "sampling": settings, "metric_definitions": result.params})
-        child.log_metrics({k: v for k, v in (metrics | {f"cost/{k}": float(v) for k, v in costs.items()}).items() if math.isfinite(v)})
+        validity = result.validity.as_metrics() if result.validity is not None else {}
+        logged = metrics | {f"cost/{k}": float(v) for k, v in costs.items()} | validity
+        child.log_metrics({k: v for k, v in logged.items() if math.isfinite(v)})
         grid_file = folder / "grid.png"
-        from evaluation.report import grid_png
-
         grid_file.write_bytes(grid_png(grids[f"{label} final"]))
         child.log_artifact(grid_file)
         child.finish()
@@ -459,20 +491,32 @@ class GridEvaluation:
         )
 
 
+TABLE_METRICS = 6  # metric columns per console table
+
+
 def print_table(records: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     names = sorted({k for r in records for k in r["metrics"] if not k.startswith("cost/") and k.count("/") <= 2
                     and not k.endswith(("/se", "/std", "/ci_low", "/ci_high"))})
-    table = Table(title="Evaluation")
-    table.add_column("setting")
-    table.add_column("nfe", justify="right")
-    for name in names:
-        table.add_column(name, justify="right")
-    for r in records:
-        table.add_row(r["label"], str(r["nfe"]), *[f"{r['metrics'][n]:.4g}" if n in r["metrics"] else "" for n in names])
-    Console(width=200).print(table)
+    unreliable = any(r.get("unreliable_metrics") for r in records)
+    # A few metrics per table, so that no column is cut short: rows must stay tell-apart-able.
+    for start in range(0, len(names), TABLE_METRICS):
+        part = names[start : start + TABLE_METRICS]
+        table = Table(title="Evaluation" + (f" ({start // TABLE_METRICS + 1})" if len(names) > TABLE_METRICS else ""))
+        table.add_column("setting", no_wrap=True)
+        table.add_column("nfe", justify="right")
+        for name in part:
+            table.add_column(name, justify="right", no_wrap=True)
+        for r in records:
+            cells = [f"{r['metrics'][n]:.4g}" + (" †" if n in r.get("unreliable_metrics", ()) else "")
+                     if n in r["metrics"] else "" for n in part]
+            table.add_row(r["label"], str(r["nfe"]), *cells)
+        console = Console(width=10_000)  # never truncate; the table is as wide as its content
+        console.print(table, width=console.measure(table).maximum)
+    if unreliable:
+        print("  † the judge failed a validity check on real images: these judge metrics are not to be trusted")
     for r in records:
         paired = r.get("paired_vs_first")
         if paired:
@@ -493,9 +537,11 @@ def print_table(records: list[dict[str, Any]]) -> None:
                   f"{d['standard_error']:.4f} (paired SE over {d['n_prompts']} prompts, z={d['z']:.1f})")
 
 
-def evaluate_grid(cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: Path) -> dict[str, float]:
+def evaluate_grid(
+    cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: Path, data_checked: bool = False
+) -> dict[str, float]:
     """Run the grid evaluation and return headline metrics (``eval/<label>/<metric>``)."""
-    records = GridEvaluation(cfg, ckpt, tracker, out_dir).run()
+    records = GridEvaluation(cfg, ckpt, tracker, out_dir, data_checked).run()
     return {f"eval/{r['label']}/{k}": float(v) for r in records for k, v in r["metrics"].items()}
 
 
@@ -532,15 +578,22 @@ def score_folder(cfg: DictConfig, folder: str | Path, tracker: Tracker, out_dir:
     if attrs and template is None:
         warnings.warn(f"{folder}: its rows' attrs are not scored: the data has no caption schema to read them "
                       "with; name a prompt set whose template does (eval.prompt_set=...)", stacklevel=2)
+    scored = OmegaConf.merge(cfg, {"eval": {"samples_per_prompt": 1}})  # the folder's images, one per row
+    fitted = enforce(check_evaluation_data(scored, cfg.data, build_datamodule(cfg.data), len(prompts)))
+    if fitted:
+        tracker.log_params({"effective": fitted})
     context = ScoringContext(cfg, OmegaConf.to_container(cfg.data, resolve=True), template)
     start = time.perf_counter()
     result = context.score(images, prompts, attrs if template else None)
     setting = {"sampler": "external", "steps": 0, "guidance": float("nan"), "hires": "n/a", "schedule": "n/a", "nfe": 0}
     record = make_record(setting, {"score_seconds": time.perf_counter() - start}, result)
     record["label"] = folder.name
-    tracker.log_params({"eval": {"images": str(folder), "n_images": len(prompts)}, "metric_definitions": result.params})
-    tracker.log_metrics({k: v for k, v in result.metrics.items() if math.isfinite(v)})
-    paths = write_report([record], out_dir, {folder.name: images[: cfg.eval.grid_prompts]}, title=f"mjexp evaluation: {folder}")
+    tracker.log_params({"scored_images": {"folder": str(folder), "n": len(prompts)}, "metric_definitions": result.params})
+    validity = result.validity.as_metrics() if result.validity is not None else {}
+    tracker.log_metrics({k: v for k, v in (result.metrics | validity).items() if math.isfinite(v)})
+    shown = images[: cfg.eval.grid_prompts]
+    grid = SampleGrid(shown, prompts[: len(shown)], columns=1, title=str(folder))
+    paths = write_report([record], out_dir, {folder.name: grid}, title=f"mjexp evaluation: {folder}")
     for path in paths.values():
         tracker.log_artifact(path, "report")
     print_table([record])

@@ -7,6 +7,7 @@ start-up instead of silently evaluating the default.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 from typing import Any, Mapping
 
@@ -62,7 +63,9 @@ def expand_grid(grid: Any) -> list[dict[str, Any]]:
         raise ValueError("eval.grid is empty: give at least one setting, e.g. eval.grid='{guidance:{scale:[1,3]}}'")
     unknown = [k for k in grid if k not in GRID_KEYS]
     if unknown:
-        raise ValueError(f"eval.grid keys {unknown} are not sweepable; choose from {sorted(GRID_KEYS)}")
+        hints = [f"{k} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(k, GRID_KEYS, n=1)) else k
+                 for k in unknown]
+        raise ValueError(f"eval.grid keys {', '.join(hints)} are not sweepable; choose from {sorted(GRID_KEYS)}")
     values = []
     for key, options in grid.items():
         options = list(options) if isinstance(options, (list, tuple)) else [options]

@@ -6,15 +6,17 @@ import json
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-from PIL import Image
-from torchvision.utils import make_grid
 
-from mjexp.builders import sampling_settings
+from evaluation.grids import SampleGrid, grid_png
+from mjexp.builders import describe_sampling, sampling_settings
 from mjexp.config import validate
 from mjexp.export import load_model, load_sr_model
 from mjexp.generation import generate_to_folder, load_images
 from mjexp.sampling.module import GuidanceSampler
 from mjexp.sampling.runtime import Runtime
+
+GRID_PROMPTS = 32  # rows of grid.png (every image is in images/ and the manifest)
+GRID_SAMPLES = 16  # images per row
 
 
 def read_prompts(path: str | Path) -> list[str]:
@@ -52,12 +54,26 @@ def run_sampling(cfg: DictConfig) -> Path:
         runtime=Runtime(cfg.precision, cfg.compile, cfg.cuda_graphs), sr_model=sr_model,
     )
     out = Path(cfg.output_dir)
+    how = describe_sampling(sampling)
+    print(f"Sampling {len(prompts)} prompt(s) x {cfg.n}: {how}")
     manifest = generate_to_folder(
         module, prompts, cfg.n, out, OmegaConf.to_container(sampling, resolve=True), cfg.batch_size,
         trainer_kwargs={"accelerator": cfg.device},
     )
     rows = [manifest[key] for key in sorted(manifest)]
-    grid = make_grid(load_images(out, rows), nrow=cfg.n, padding=1)
-    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(out / "grid.png")
-    print(f"{len(rows)} images in {out / 'images'}; grid {out / 'grid.png'}; manifest {out / 'manifest.jsonl'}")
+    shown = write_grid(out, rows, prompts, cfg.n, how)
+    print(f"{len(rows)} images in {out / 'images'}; grid {out / 'grid.png'}"
+          + ("" if shown == len(prompts) else f" (the first {shown} of {len(prompts)} prompts)")
+          + f"; manifest {out / 'manifest.jsonl'}")
     return out
+
+
+def write_grid(out: Path, rows: list[dict], prompts: list[str], n: int, title: str) -> int:
+    """``grid.png``: one row per prompt (its text above it), at most :data:`GRID_PROMPTS` rows of
+    :data:`GRID_SAMPLES` images, so a long prompt file does not make a picture nobody can open;
+    returns the number of prompts shown."""
+    shown, columns = min(len(prompts), GRID_PROMPTS), min(n, GRID_SAMPLES)
+    picked = [row for row in rows if row["prompt_index"] < shown and row["sample_index"] < columns]
+    grid = SampleGrid(load_images(out, picked), [prompts[i] for i in range(shown)], columns, title)
+    (out / "grid.png").write_bytes(grid_png(grid))
+    return shown

@@ -22,7 +22,7 @@ from evaluation.bootstrap import fid_difference
 from evaluation.diversity import Diversity, paired_diversity_difference
 from evaluation.judge import JUDGE
 from evaluation.patch_fid import PatchMoments, patch_fid_difference
-from evaluation.report import GRID_COLUMNS
+from evaluation.grids import GRID_COLUMNS, SampleGrid
 from mjexp.generation import load_images
 from mjexp.tracking.mlflow import Tracker
 
@@ -149,11 +149,11 @@ def verdict_changes(baseline: np.ndarray, other: np.ndarray) -> tuple[np.ndarray
 
 def disagreement_grids(
     records: list[dict[str, Any]], flags: list[np.ndarray | None], files: list[list[Path]], limit: int = GRID_COLUMNS
-) -> dict[str, torch.Tensor]:
+) -> dict[str, SampleGrid]:
     """For each setting vs the first: up to ``limit`` fixed and broken images, the first setting's
     image above this setting's from the same noise, so a paired difference can be looked at. Rows
     of different sizes (hires scales) are shown at the larger size (nearest)."""
-    grids: dict[str, torch.Tensor] = {}
+    grids: dict[str, SampleGrid] = {}
     if len(records) < 2 or flags[0] is None:
         return grids
     base = records[0]["label"]
@@ -168,5 +168,5 @@ def disagreement_grids(
             blank = torch.full((limit - len(chosen), *top.shape[1:]), 255, dtype=torch.uint8)  # keeps the rows aligned
             title = (f"{record['label']} vs {base}: {kind} ({indices.size} images; top row {base}, "
                      f"bottom row {record['label']}, same prompt and noise)")
-            grids[title] = torch.cat([top, blank, bottom, blank])
+            grids[title] = SampleGrid(torch.cat([top, blank, bottom, blank]), (base, record["label"]), limit)
     return grids

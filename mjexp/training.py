@@ -32,8 +32,10 @@ from mjexp.builders import (
 )
 from mjexp.checkpoint_io import CheckpointError, SafeCheckpointIO, load_torch_file
 from mjexp.config import validate
+from mjexp.data_requirements import check_evaluation_data, check_training_data, enforce
 from mjexp.diffusion.module import DiffusionModule, OptimSettings
 from mjexp.export import export_model
+from mjexp.progress import TrainingProgress, ValidationSteps
 from mjexp.tracking.journal import JOURNAL_NAME, Journal
 from mjexp.tracking.hydra_job import hydra_job_tags
 from mjexp.tracking.lightning import SafeMLFlowLogger
@@ -157,10 +159,11 @@ def build_trainer(cfg: DictConfig, output_dir: Path, logger: Any) -> L.Trainer:
         accumulate_grad_batches=t.accumulate_grad_batches,
         num_sanity_val_steps=t.num_sanity_val_steps,
         limit_val_batches=t.limit_val_batches,
-        enable_progress_bar=t.enable_progress_bar,
+        enable_progress_bar=False,  # Lightning's bar counts epochs; TrainingProgress counts steps
         enable_model_summary=False,
         logger=logger,
-        callbacks=[checkpoints, LearningRateMonitor(logging_interval="step")],
+        callbacks=[checkpoints, LearningRateMonitor(logging_interval="step"), ValidationSteps(),
+                   *([TrainingProgress(t.progress_every_n_steps)] if t.enable_progress_bar else [])],
         plugins=[SafeCheckpointIO()],
         default_root_dir=output_dir,
     )
@@ -204,6 +207,18 @@ def first_and_last(tracker: Tracker, key: str) -> tuple[float, float] | None:
     return values[0][1], values[-1][1]
 
 
+def check_data(cfg: DictConfig, datamodule: Any, evaluating: bool) -> dict[str, int]:
+    """Every requirement of this run on its data, before anything trains (:mod:`mjexp.data_requirements`);
+    returns the batch sizes fitted to small splits."""
+    checks = [check_training_data(cfg, datamodule)]
+    if evaluating:
+        from mjexp.evaluate import load_prompts, prompt_params
+
+        n_prompts = prompt_params(load_prompts(cfg, datamodule), cfg.eval.reference_split)["n"]
+        checks.append(check_evaluation_data(cfg, cfg.data, datamodule, n_prompts))
+    return enforce(*checks)
+
+
 def run_training(cfg: DictConfig) -> dict[str, float]:
     """Train (or resume), export, optionally evaluate; returns the final metrics."""
     validate(cfg)
@@ -224,6 +239,10 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
         else:
             print(f"Resuming from {resume.checkpoint} (output folder {output_dir})")
         datamodule = build_datamodule(cfg.data)
+        evaluating = bool(cfg.evaluate and cfg.eval.grid)
+        fitted = check_data(cfg, datamodule, evaluating)
+        if fitted:
+            tracker.log_params({"effective": fitted})
         clip_path = None
         if cfg.text_encoder.name == "domain_clip":
             rate = cfg.text_encoder.get("caption_noise")
@@ -249,6 +268,9 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
             # A step-0 validation gives the untrained baseline that the final val/loss is judged against.
             trainer.validate(module, datamodule=datamodule, verbose=False)
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume.checkpoint) if resume else None)
+        validated = next(c for c in trainer.callbacks if isinstance(c, ValidationSteps)).steps
+        if trainer.global_step not in validated:  # val/loss at the end, not only at the last multiple of the interval
+            trainer.validate(module, datamodule=datamodule, verbose=False)
         if not trainer.is_global_zero:
             return {}
 
@@ -260,7 +282,7 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
         if cfg.evaluate and cfg.eval.grid:
             from mjexp.evaluate import evaluate_grid
 
-            results.update(evaluate_grid(cfg, export_dir, tracker, output_dir / "eval"))
+            results.update(evaluate_grid(cfg, export_dir, tracker, output_dir / "eval", data_checked=True))
         tracker.finish("FINISHED")
     except BaseException as error:
         status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"

@@ -24,6 +24,8 @@ import numpy as np
 from sweeps.runs import JUDGE_WEIGHTS_PARAM, Measurement
 
 COMPANIONS = ("/ci_low", "/ci_high", "/se", "/std")
+VALIDITY_PREFIX = "judge_validity"  # the judge's checks on real images (evaluation.judge.Validity.as_metrics)
+NOISE_FLAG = 0.5  # an arm whose noise_share reaches this makes mostly noise
 DEFAULT_LEVEL = 0.95  # bootstrap interval level when a run does not record its own
 
 
@@ -58,7 +60,7 @@ def is_headline(name: str) -> bool:
     """``family/model``, ``attr_acc/model/mean``, ``diversity/model/faithful``, ``noise_share`` or
     ``patch_fid`` (optionally under ``base/``), not a companion, cost or paired difference."""
     core = name[len("base/") :] if name.startswith("base/") else name
-    if core.startswith(("cost/", "paired/")) or core.endswith(COMPANIONS):
+    if core.startswith(("cost/", "paired/", f"{VALIDITY_PREFIX}/")) or core.endswith(COMPANIONS):
         return False
     parts = core.split("/")
     if len(parts) == 1:
@@ -196,3 +198,20 @@ def judges_of_arms(arms: Sequence[Arm], measurements: Sequence[Measurement]) -> 
         for sha in sorted(by_factors.get(tuple(sorted(arm.factors.items())), ())):
             judges.setdefault(sha, []).append(arm.label)
     return judges
+
+
+def unreliable_judge_arms(arms: Sequence[Arm]) -> list[str]:
+    """Labels of the arms with a run whose judge failed a validity check (attribute accuracy or
+    caption retrieval on real images): their judge metrics are not to be trusted."""
+    return [
+        arm.label for arm in arms
+        if any(m.metrics.get(f"{VALIDITY_PREFIX}/reliable", 1.0) < 1.0 for m in arm.members)
+    ]
+
+
+def noisy_arms(arms: Sequence[Arm]) -> list[tuple[str, float]]:
+    """(label, noise share) of the arms whose images are mostly noise (:data:`NOISE_FLAG`)."""
+    return [
+        (arm.label, arm.metrics["noise_share"].mean) for arm in arms
+        if "noise_share" in arm.metrics and arm.metrics["noise_share"].mean >= NOISE_FLAG
+    ]

@@ -30,7 +30,8 @@ from typing import Sequence
 from mjexp.cli import reports_user_errors
 from mjexp.tracking.mlflow import configure_sqlite_busy_timeout, resolve_tracking_uri, sqlite_path
 from sweeps.aggregate import (
-    Arm, Estimate, fixed_encoder_seeds, group_arms, headline_metrics, judges_of_arms, varying_factors,
+    Arm, Estimate, fixed_encoder_seeds, group_arms, headline_metrics, judges_of_arms, noisy_arms, unreliable_judge_arms,
+    varying_factors,
 )
 from sweeps.paired import Baseline, PairedDifference, default_baseline, paired_differences, parse_baseline
 from sweeps.plots import comparison_plots, paired_plot
@@ -195,12 +196,30 @@ def markdown(
             "reads the same images at its own level (README, judge independence), so compare arms "
             "scored by one judge.",
         ]
+    unreliable = set(unreliable_judge_arms(arms))
+    if unreliable:
+        lines += [
+            "",
+            f"**Warning:** in {len(unreliable)} arm(s) the judge failed its validity check on real images (attribute "
+            "accuracy or caption retrieval below its threshold; the run's report.html says which): their judge "
+            "metrics are marked † and are not to be trusted.",
+        ]
+    noisy = noisy_arms(arms)
+    if noisy:
+        listed = "; ".join(f"*{label}* {share:.0%}" for label, share in noisy)
+        lines += [
+            "",
+            f"**Warning:** {len(noisy)} arm(s) make mostly noise images (noise_share: {listed}): their image "
+            "metrics describe noise, not the model's images.",
+        ]
     header = ["arm", "seeds", *metrics, *COST_COLUMNS.values()]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for a in arms:
         seeds = f"{len(a.replicates)}" + (" (single seed)" if a.single_seed else "")
         seeds += f" ({a.runs} runs)" if a.runs > len(a.replicates) else ""
-        cells = [a.label, seeds, *[format_estimate(a.metrics.get(m)) for m in metrics]]
+        dagger = a.label in unreliable
+        cells = [a.label, seeds, *[format_estimate(a.metrics.get(m)) + (" †" if dagger and "/judge" in m and a.metrics.get(m) else "")
+                                   for m in metrics]]
         cells += [format_cost(a.costs.get(c)) for c in COST_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     lines += paired_section(baseline, paired, metrics, replicate_key)

@@ -4,10 +4,11 @@ Batch contract (DESIGN.md): ``{"image": float (B, 3, H, W) in [-1, 1], "text": l
 where the data knows them, ``"attrs": dict[str, list]`` (one list entry per image).
 
 Small datasets: ``train`` uses ``drop_last=True`` (a ragged last batch would change the loss
-scale and batch statistics), so a train split smaller than one batch would silently yield no
-batches at all; that is an error naming the split, its size and the batch size. The other splits
-are only evaluated, so they keep every image (``drop_last=False``) and may be smaller than a
-batch; an empty split is an error.
+scale and batch statistics), so a train split smaller than one batch would yield no batches at
+all; such a loader uses the whole split as its batch instead (:func:`fitted_batch_size`; the run's
+preflight, :mod:`mjexp.data_requirements`, says so and logs the value used). The other splits are
+only evaluated, so they keep every image (``drop_last=False``) and may be smaller than a batch; an
+empty split is an error.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ from mjexp.data.resumable import ResumableLoader, ResumableSampler
 from mjexp.data.splits import check_split
 
 Sample = dict[str, Any]  # {"image": (3, H, W) float, "text": str, optional "attrs": {name: value}}
+
+
+def fitted_batch_size(batch_size: int, split_size: int) -> int:
+    """The batch size of a training loader (``drop_last``) over ``split_size`` items: the configured
+    one, or the whole split when that is smaller."""
+    return max(1, min(batch_size, split_size))
 
 
 def collate(samples: Sequence[Sample]) -> dict[str, Any]:
@@ -132,13 +139,8 @@ class CaptionedImageDataModule(L.LightningDataModule):
         training draws its noise from (and a resumed run matches an uninterrupted one).
         """
         dataset = self.dataset(split)
-        if drop_last and len(dataset) < self.batch_size:
-            raise ValueError(
-                f"{type(self).__name__}: split {split!r} has {len(dataset)} images, fewer than "
-                f"batch_size={self.batch_size}, so it would yield no batches; lower batch_size or add data"
-            )
         settings = dict(
-            batch_size=self.batch_size,
+            batch_size=fitted_batch_size(self.batch_size, len(dataset)) if drop_last else self.batch_size,
             drop_last=drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

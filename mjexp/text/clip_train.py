@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
-from mjexp.data.module import collate
+from mjexp.data.module import collate, fitted_batch_size
 from mjexp.text import clip_module, photometric
 from mjexp.text.clip_module import DomainClipConfig, TextEncoderModule
 
@@ -110,8 +110,8 @@ def _loader(data: Any, split: str, batch_size: int, seed: int, train: bool) -> I
             raise KeyError(f"domain CLIP needs the {split!r} split; the loaders given are {sorted(data)}")
         return data[split]
     dataset = data.dataset(split)
-    if train and len(dataset) < batch_size:
-        raise ValueError(f"domain CLIP: split {split!r} has {len(dataset)} images, fewer than batch_size={batch_size}")
+    if train:  # a split smaller than a batch trains in one batch (mjexp.data_requirements says so)
+        batch_size = fitted_batch_size(batch_size, len(dataset))
     generator = torch.Generator().manual_seed(seed) if train else None
     return DataLoader(
         dataset, batch_size=batch_size, shuffle=train, drop_last=train, collate_fn=collate, generator=generator

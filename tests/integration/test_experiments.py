@@ -87,7 +87,7 @@ def test_param_ablation_and_eval_time_experiments_sweep_what_they_say() -> None:
 def test_every_experiment_runs_with_debug_tiny(tmp_path: Path, cache_overrides: tuple[str, ...]) -> None:
     """One multirun over all experiments (each with its own default arm) with the debug overlay."""
     done = run_multirun(
-        f"+experiment={','.join(sorted(EXPECTED))}", "debug=tiny", "eval.prompt_set=data", *cache_overrides,
+        f"+experiment={','.join(sorted(EXPECTED))}", "debug=tiny", *cache_overrides,
         cwd=tmp_path, timeout=1500,
     )
     assert done.returncode == 0, describe(done)

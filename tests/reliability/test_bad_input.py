@@ -35,22 +35,44 @@ def compose_config(name: str, overrides: list[str]):  # noqa: ANN201
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("trainer.max_step=5", r"Key 'max_step' not in 'TrainerConfig'\s+full_key: trainer\.max_step"),
         ("optim.lr=abc", r"Value 'abc' of type 'str' could not be converted to Float\s+full_key: optim\.lr"),
         ("unet.attention_levels=oops", r"full_key: unet\.attention_levels"),
     ],
 )
-def test_config_typos_and_wrong_types_name_the_full_key(override: str, message: str) -> None:
+def test_wrong_types_name_the_full_key(override: str, message: str) -> None:
     with pytest.raises(ConfigCompositionException) as error:
         compose_config("train", [*TINY, "output_dir=unused", override])
     # What the CLI prints: Hydra's message, then its cause's.
     assert re.search(message, f"{error.value}\n{error.value.__cause__}")
 
 
+@pytest.mark.parametrize(
+    ("name", "overrides", "message"),
+    [
+        ("train", ["trainer.max_step=5"], "unknown key trainer.max_step (did you mean trainer.max_steps?)"),
+        # Hydra's own hint for the line above: it used to compose and run with the typo ignored.
+        ("train", ["+trainer.max_step=5"], "unknown key trainer.max_step (did you mean trainer.max_steps?)"),
+        ("train", ["+eval.judge.stepz=3"], "unknown key eval.judge.stepz (did you mean eval.judge.steps?)"),
+        ("train", ["+seeed=1"], "unknown key seeed (did you mean seed?)"),
+        ("train", ["data=imagefolder", "data.root=x", "data.rot=y"], "unknown key data.rot (did you mean data.root?)"),
+        ("train", ["data.root=x"], "unknown key data.root"),  # shapes has no root: keys follow the chosen data
+        ("train", ["eval.grid.guidance.scal=[1,3]"], "guidance.scal (did you mean guidance.scale?) are not sweepable"),
+        ("eval", ["ckpt=x", "eval.samples_per_promt=3"], "did you mean eval.samples_per_prompt?"),
+        ("sample", ["ckpt=x", "prompt=a", "+nn=3"], "unknown key nn (did you mean n?)"),
+    ],
+)
+def test_unknown_keys_name_the_closest_valid_key(name: str, overrides: list[str], message: str) -> None:
+    extra = [*TINY] if name == "train" else []
+    cfg = compose_config(name, [*extra, "output_dir=unused", *overrides])
+    with pytest.raises(ConfigError) as error:
+        validate(cfg)
+    assert message in str(error.value)
+
+
 def test_config_typo_is_rejected_before_any_work(tmp_path: Path) -> None:
-    done = run_cli("mjexp.train", *TINY, "trainer.max_step=5", cwd=tmp_path, timeout=120)
-    assert done.returncode != 0
-    assert "full_key: trainer.max_step" in done.stderr
+    done = run_cli("mjexp.train", *TINY, "+trainer.max_step=5", cwd=tmp_path, timeout=120)
+    assert done.returncode == 2
+    assert "error: invalid config:\n  unknown key trainer.max_step (did you mean trainer.max_steps?)" in done.stderr
     assert sorted(tmp_path.iterdir()) == []  # no outputs/, no mlflow.db
 
 
@@ -79,10 +101,9 @@ def test_empty_eval_grid_is_an_error(override: str, message: str) -> None:
         validate(cfg)
 
 
-def test_dataset_smaller_than_one_batch_is_an_error() -> None:
+def test_dataset_smaller_than_one_batch_trains_on_the_whole_split() -> None:
     data = ShapesDataModule(train_size=8, batch_size=16, val_size=4, test_size=4, judge_size=4)
-    with pytest.raises(ValueError, match=r"split 'train' has 8 images, fewer than batch_size=16, so it would yield no batches"):
-        data.train_dataloader()
+    assert [len(batch["text"]) for batch in data.train_dataloader()] == [8]
 
 
 def test_prompt_longer_than_the_context_is_truncated_with_a_warning() -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mjexp.data.digits import DigitsDataModule
-from mjexp.data.module import collate
+from mjexp.data.module import collate, fitted_batch_size
 from mjexp.data.shapes import ShapesDataModule
 
 
@@ -44,10 +44,10 @@ def test_train_loader_drops_the_ragged_batch_and_shuffles_reproducibly() -> None
     assert [len(b["text"]) for b in val] == [7]  # evaluation splits keep every image
 
 
-def test_train_split_smaller_than_a_batch_is_an_error_naming_split_size_and_batch() -> None:
+def test_train_split_smaller_than_a_batch_is_one_batch_of_the_whole_split() -> None:
     module = _small_shapes(train_size=5)
-    with pytest.raises(ValueError, match=r"split 'train' has 5 images, fewer than batch_size=8"):
-        module.train_dataloader()
+    assert [len(batch["text"]) for batch in module.train_dataloader()] == [5]
+    assert fitted_batch_size(8, 5) == 5 and fitted_batch_size(8, 20) == 8
 
 
 def test_empty_and_unknown_splits_are_errors() -> None:

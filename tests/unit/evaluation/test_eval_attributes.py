@@ -81,7 +81,7 @@ def test_prompt_set_files_round_trip(tmp_path: Path) -> None:
     (tmp_path / "toy_v1.meta.json").write_text(json.dumps(meta))
     prompt_set = load_prompt_set(tmp_path / "toy_v1.jsonl")
     assert prompt_set.prompts == ("a red circle", "a blue square") and prompt_set.version == "1"
-    assert prompt_set.params == {"prompt_set": "toy_v1", "prompt_set_version": "1", "n_prompts": 2}
+    assert prompt_set.params == {"set": "toy_v1", "version": "1", "n": 2}
     (tmp_path / "toy_v1.meta.json").write_text(json.dumps({"version": "1"}))
     with pytest.raises(ValueError, match="lacks"):
         load_prompt_set(tmp_path / "toy_v1.jsonl")

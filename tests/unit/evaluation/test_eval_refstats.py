@@ -27,10 +27,11 @@ class Counter:
     def __init__(self) -> None:
         self.calls = 0
 
-    def __call__(self) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    def __call__(self) -> tuple[torch.Tensor, dict, torch.Tensor, list[str]]:
         self.calls += 1
         g = torch.Generator().manual_seed(self.calls)
-        return torch.randn(50, 4, generator=g), {"color": ["red"] * 50}, torch.rand(50, generator=g, dtype=torch.float64)
+        return (torch.randn(50, 4, generator=g), {"color": ["red"] * 50}, torch.rand(50, generator=g, dtype=torch.float64),
+                [f"caption {i}" for i in range(50)])
 
 
 def test_hit_after_miss_and_stored_statistics(tmp_path: Path) -> None:
@@ -39,6 +40,7 @@ def test_hit_after_miss_and_stored_statistics(tmp_path: Path) -> None:
     second = cache.load_or_compute(KEY, compute)
     assert compute.calls == 1
     assert torch.equal(first.features, second.features) and second.attrs == {"color": ["red"] * 50}
+    assert second.texts == first.texts == [f"caption {i}" for i in range(50)]
     assert torch.equal(first.roughness, second.roughness) and second.roughness.dtype == torch.float64
     assert second.stats.mu.dtype == torch.float64 and second.stats.sigma.dtype == torch.float64
     np.testing.assert_allclose(second.stats.sigma.numpy(), np.cov(first.features.double().numpy(), rowvar=False), rtol=1e-12)
@@ -77,7 +79,7 @@ def test_key_digest_is_order_independent() -> None:
 
 
 def test_roughness_must_cover_every_reference_image(tmp_path: Path) -> None:
-    features, attrs, roughness = Counter()()
+    features, attrs, roughness, texts = Counter()()
     with pytest.raises(ValueError, match="49 roughness values, the key says n=50"):
-        ReferenceCache(tmp_path).load_or_compute(KEY, lambda: (features, attrs, roughness[:49]))
+        ReferenceCache(tmp_path).load_or_compute(KEY, lambda: (features, attrs, roughness[:49], texts))
     assert list(tmp_path.iterdir()) == []  # nothing half-written

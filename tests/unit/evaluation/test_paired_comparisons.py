@@ -68,6 +68,8 @@ def test_disagreement_grid_puts_the_baseline_above_the_same_item(tmp_path: Path)
     grids = disagreement_grids(records, flags, [base_files, other_files], limit=4)
     fixed = next(v for k, v in grids.items() if ": fixed (2 images" in k)
     broken = next(v for k, v in grids.items() if ": broken (1 images" in k)
+    assert fixed.row_labels == ("g1", "g5") and fixed.columns == 4  # each row says which setting it shows
+    fixed, broken = fixed.images, broken.images
     assert fixed.shape == (8, 3, 4, 4) and fixed.dtype == torch.uint8
     assert fixed[:, 0, 0, 0].tolist() == [10, 12, 255, 255, 100, 102, 255, 255]  # items 0 and 2, padded rows
     assert broken[:, 0, 0, 0].tolist() == [13, 255, 255, 255, 103, 255, 255, 255]
@@ -79,7 +81,7 @@ def test_disagreement_grid_of_a_larger_setting_shows_both_rows_at_its_size(tmp_p
     other_files = [_png(tmp_path / f"o{i}.png", 100 + i, size=8) for i in range(2)]
     flags = [np.array([1.0, 0.0]), np.array([0.0, 1.0])]
     grids = disagreement_grids([{"label": "plain"}, {"label": "hires"}], flags, [base_files, other_files], limit=2)
-    fixed = next(v for k, v in grids.items() if ": fixed" in k)
+    fixed = next(v for k, v in grids.items() if ": fixed" in k).images
     assert fixed.shape == (4, 3, 8, 8) and fixed[:, 0, 7, 7].tolist() == [11, 255, 101, 255]
 
 

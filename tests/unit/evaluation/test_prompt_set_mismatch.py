@@ -62,7 +62,7 @@ def test_data_prompts_carry_attributes_only_where_the_captions_state_them() -> N
     measured on them; a split with caption noise (train) says other attributes than the images hold."""
     datamodule = build_datamodule(OmegaConf.create({"name": "shapes", "caption_noise": 0.5, "colors": ["red", "blue"]}))
     prompts = load_prompts(_cfg("data"), datamodule)
-    assert prompts.params == {"prompt_set": "data", "prompt_set_version": "test split", "n_prompts": 1000}
+    assert prompts.params == {"set": "data", "version": "test split", "n": 1000}
     assert all(datamodule.schema.caption(a) == p for p, a in zip(prompts.prompts, prompts.attrs))
     train = OmegaConf.merge(_cfg("data"), {"eval": {"reference_split": "train", "max_prompts": 200}})
     captions, attrs = load_prompts(train, datamodule)
