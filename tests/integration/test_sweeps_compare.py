@@ -292,3 +292,24 @@ def test_headline_metrics_include_accuracy_means_faithful_diversity_noise_share_
         "fid/judge", "attr_acc/judge/mean", "diversity/judge", "diversity/judge/faithful", "base/diversity/judge/faithful",
         "noise_share", "base/noise_share", "patch_fid", "base/patch_fid",
     ]
+
+
+def test_arms_scored_by_an_unreliable_judge_or_making_noise_are_flagged(tmp_path: Path) -> None:
+    """Guidance 1 scored by a judge that failed its real-image check and making mostly noise;
+    guidance 3 scored by a judge that passed: only the first is flagged, its judge cells marked †."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("flags")
+    log_training(client, experiment, {"seed": 0}, [
+        ({"guidance.scale": 1.0}, {"fid/judge": 2.0, "noise_share": 0.9, "judge_validity/retrieval_top1": 0.3,
+                                   "judge_validity/reliable": 0.0}),
+        ({"guidance.scale": 3.0}, {"fid/judge": 1.0, "noise_share": 0.0, "judge_validity/retrieval_top1": 0.9,
+                                   "judge_validity/reliable": 1.0}),
+    ])
+    result = compare("flags", uri, tmp_path / "cmp")
+    assert "judge_validity/reliable" not in result.metrics  # a check, not a headline metric
+    text = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "**Warning:** in 1 arm(s) the judge failed its validity check on real images" in text
+    assert "**Warning:** 1 arm(s) make mostly noise images (noise_share: *guidance.scale=1.0* 90%)" in text
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| guidance")}
+    assert "2 ± n/a †" in rows["guidance.scale=1.0"] and "†" not in rows["guidance.scale=3.0"]
