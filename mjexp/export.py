@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 import torch
 from omegaconf import OmegaConf
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from mjexp.builders import (
     build_schedule,
@@ -31,7 +31,7 @@ from mjexp.builders import (
     build_unet,
     check_loaded_config,
 )
-from mjexp.checkpoint_io import CheckpointError, atomic_write, load_torch_file, state_mismatch
+from mjexp.checkpoint_io import CheckpointError, atomic_write, load_safetensors, load_torch_file, state_mismatch
 from mjexp.diffusion.module import Weights
 from mjexp.diffusion.schedules import NoiseSchedule
 from mjexp.diffusion.superres import SuperResolution
@@ -111,7 +111,7 @@ def _load_state(path: Path, weights: Weights) -> tuple[dict[str, Any], dict[str,
                 raise CheckpointError(f"{path} is not an export folder: {needed.name} is missing")
         config = OmegaConf.to_container(OmegaConf.load(config_file), resolve=True)
         clip_dir = path / TEXT_ENCODER_DIR
-        return config, load_file(str(weights_file)), clip_dir if clip_dir.is_dir() else None
+        return config, load_safetensors(weights_file), clip_dir if clip_dir.is_dir() else None
     checkpoint = load_torch_file(path)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "mjexp_config" not in checkpoint:
         raise CheckpointError(f"{path} is not an mjexp training checkpoint (no state_dict / mjexp_config)")
