@@ -74,6 +74,7 @@ class ImageFolderDataConfig(DataConfig):
     test_fraction: float = 0.1
     caption_column: str = "text"
     max_pixels: int = 89_478_485  # larger images are refused from their header (decompression bombs)
+    allow_outside_root: bool = False  # metadata rows naming files outside root (absolute, .., symlinks)
 
 
 @dataclass

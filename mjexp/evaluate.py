@@ -500,8 +500,11 @@ def evaluate_grid(cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: 
 
 
 def read_image_folder(folder: Path) -> tuple[torch.Tensor, list[str], list[dict] | None]:
-    """A folder of generated images with ``metadata.jsonl`` rows ``{"file_name", "text"[, "attrs"]}``."""
+    """A folder of generated images with ``metadata.jsonl`` rows ``{"file_name", "text"[, "attrs"]}``
+    (files inside the folder: a report shows them, so a row must not reach other files of this machine)."""
     from PIL import Image
+
+    from mjexp.data.imagefolder import check_inside_root
 
     metadata = folder / "metadata.jsonl"
     if not metadata.is_file():
@@ -511,10 +514,15 @@ def read_image_folder(folder: Path) -> tuple[torch.Tensor, list[str], list[dict]
         raise ValueError(f"{metadata} lists no images")
     arrays = []
     for number, row in enumerate(rows, 1):
+        check_inside_root(folder, row["file_name"], f"{metadata} row {number}", option=None)
         path = folder / row["file_name"]
         if not path.is_file():
             raise FileNotFoundError(f"{metadata} row {number}: {path} does not exist")
-        arrays.append(np.asarray(Image.open(path).convert("RGB")))
+        try:
+            with Image.open(path) as image:
+                arrays.append(np.asarray(image.convert("RGB")))
+        except (OSError, ValueError) as error:  # corrupt, truncated, a text chunk inflating too far
+            raise ValueError(f"{metadata} row {number}: cannot read {path} ({error})") from None
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
         raise ValueError(f"images in {folder} have different sizes {sorted(shapes)}; resize them to one size first")

@@ -212,6 +212,56 @@ def test_saved_config_can_only_name_registered_components(
         load_model(export)
 
 
+def imagefolder_with_rows(root: Path, outside: Path, names: list[str]) -> Path:
+    """An image folder with four good rows and one row per name in ``names``; ``outside`` holds a
+    readable image next to (not in) the folder."""
+    from PIL import Image
+
+    root.mkdir()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(outside)
+    lines = []
+    for i in range(4):
+        Image.new("RGB", (8, 8), (30, 200, 30)).save(root / f"good{i}.png")
+        lines.append({"file_name": f"good{i}.png", "text": "a green square"})
+    lines += [{"file_name": name, "text": "a secret"} for name in names]
+    (root / "metadata.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return root
+
+
+def imagefolder_data(root: Path, *overrides: str) -> Any:
+    from reliability_helpers import train_config
+    from mjexp.builders import build_datamodule
+
+    cfg = train_config(root.parent / "unused", "data=imagefolder", f"data.root={root}", "data.resolution=8",
+                       "data.batch_size=2", "data.judge_fraction=0", "data.val_fraction=0", "data.test_fraction=0",
+                       *overrides)
+    return build_datamodule(cfg.data)
+
+
+@pytest.mark.parametrize("how", ["relative", "absolute", "symlink"])
+def test_imagefolder_rows_outside_the_folder_are_refused(tmp_path: Path, how: str) -> None:
+    """A downloaded dataset's metadata cannot make training read other files of this machine;
+    ``data.allow_outside_root=true`` (the user's own choice) allows it."""
+    outside = tmp_path / "secret.png"
+    name = {"relative": "../secret.png", "absolute": str(outside), "symlink": "link.png"}[how]
+    root = imagefolder_with_rows(tmp_path / "data", outside, [name])
+    if how == "symlink":
+        (root / "link.png").symlink_to(outside)
+    where = re.escape(f"{root / 'metadata.jsonl'} line 5: file_name {name!r} lies outside the folder")
+    with pytest.raises(ValueError, match=rf"{where} .*data\.allow_outside_root=true"):
+        imagefolder_data(root).dataset("train")
+    assert len(imagefolder_data(root, "data.allow_outside_root=true").dataset("train")) == 5
+
+
+def test_scored_image_folder_rows_outside_the_folder_are_refused(tmp_path: Path) -> None:
+    """``mjexp.eval images=DIR`` shows the images in its report: a row cannot pull in another file."""
+    from mjexp.evaluate import read_image_folder
+
+    root = imagefolder_with_rows(tmp_path / "images", tmp_path / "secret.png", ["../secret.png"])
+    with pytest.raises(ValueError, match=r"metadata.jsonl row 5: file_name '\.\./secret\.png' lies outside the folder"):
+        read_image_folder(root)
+
+
 def test_documented_mlflow_servers_bind_localhost() -> None:
     """Every `mlflow ui` / `mlflow server` command in the docs, Makefile and tests binds 127.0.0.1."""
     sources = [REPO / "Makefile", REPO / "README.md", *sorted((REPO / "docs").rglob("*.md")), *sorted((REPO / "tests").rglob("*.py"))]
