@@ -32,7 +32,7 @@ from evaluation.patch_fid import PatchMoments
 from evaluation.prompt_sets import CaptionTemplate, PromptSet
 from mjexp.builders import build_datamodule, sampling_settings, train_or_reuse_domain_clip
 from mjexp.diffusion.superres import SuperResolution
-from mjexp.export import LoadedModel, load_model, load_sr_model
+from mjexp.export import LoadedModel, images_fingerprint, load_model, load_sr_model
 from mjexp.generation import generate_to_folder, load_images, read_manifest
 from mjexp.grid import AUTO_PROMPTS, DATA_PROMPTS, GENERAL_PROMPT_SETS, expand_grid
 from mjexp.paired_settings import (
@@ -336,10 +336,17 @@ class SettingOutcome(NamedTuple):
 
 
 class GridEvaluation:
-    """One evaluation invocation: preflight in ``__init__``, then :meth:`run`."""
+    """One evaluation invocation: preflight in ``__init__``, then :meth:`run`.
 
-    def __init__(self, cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: Path) -> None:
+    ``replace_other_images``: a generation folder holding images of another model, seed or settings
+    is emptied and generated again (a training's own ``eval/`` after it trained on) instead of refused.
+    """
+
+    def __init__(
+        self, cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: Path, replace_other_images: bool = False
+    ) -> None:
         self.cfg, self.tracker, self.out_dir = cfg, tracker, Path(out_dir)
+        self.replace_other_images = replace_other_images
         self.settings = expand_grid(cfg.eval.grid)
         # Every setting must be valid before anything runs.
         hires = [sampling_settings(apply_overrides(cfg, overrides))[2] for overrides in self.settings]
@@ -408,13 +415,16 @@ class GridEvaluation:
         )
         folder = self.out_dir / "generated" / label
         settings = OmegaConf.to_container(sampling, resolve=True)
-        resumed = len(read_manifest(folder))
+        before = read_manifest(folder)
         start = time.perf_counter()
         manifest = generate_to_folder(
             module, self.prompt_list, n, folder, settings, cfg.eval.batch_size,
             trainer_kwargs={"enable_progress_bar": cfg.eval.progress_bar, "accelerator": cfg.eval.device},
+            model=images_fingerprint(self.loaded, self.sr_model if hires.uses_sr else None),
+            replace_other_source=self.replace_other_images,
         )
         generation_seconds = time.perf_counter() - start
+        made = sum(before.get(key) != row for key, row in manifest.items())
         rows = [manifest[key] for key in sorted(manifest)]
         prompts = [row["prompt"] for row in rows]
         attrs = [self.prompt_attrs[row["prompt_index"]] for row in rows] if self.prompt_attrs else None
@@ -434,7 +444,7 @@ class GridEvaluation:
         costs = {
             "generation_seconds": generation_seconds,
             # Over the images made now: a resumed folder's earlier images took unrecorded time.
-            "images_per_second": (len(rows) - resumed) / generation_seconds if len(rows) > resumed else float("nan"),
+            "images_per_second": made / generation_seconds if made else float("nan"),
             "nfe": nfe,
             "network_evals": network_evals,
         }
@@ -493,9 +503,11 @@ def print_table(records: list[dict[str, Any]]) -> None:
                   f"{d['standard_error']:.4f} (paired SE over {d['n_prompts']} prompts, z={d['z']:.1f})")
 
 
-def evaluate_grid(cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: Path) -> dict[str, float]:
+def evaluate_grid(
+    cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: Path, replace_other_images: bool = False
+) -> dict[str, float]:
     """Run the grid evaluation and return headline metrics (``eval/<label>/<metric>``)."""
-    records = GridEvaluation(cfg, ckpt, tracker, out_dir).run()
+    records = GridEvaluation(cfg, ckpt, tracker, out_dir, replace_other_images).run()
     return {f"eval/{r['label']}/{k}": float(v) for r in records for k, v in r["metrics"].items()}
 
 

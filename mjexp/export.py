@@ -14,9 +14,12 @@ A checkpoint reference (``ckpt=`` in sample/eval) is an export folder, a Lightni
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import tempfile
-from dataclasses import dataclass
+import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -53,7 +56,42 @@ class LoadedModel:
     parameterization: str
     config: dict[str, Any]
     source: str
+    fingerprint: str  # what makes its images (model_fingerprint)
     super_resolution: SuperResolution | None = None
+
+
+# Where the text-encoder config says where to find or fetch weights, not what they are.
+LOCATION_KEYS: tuple[str, ...] = ("path", "cache_dir", "allow_download")
+
+
+def model_fingerprint(
+    unet: torch.nn.Module, text_encoder: TextEncoder, config: Mapping[str, Any], super_resolution: SuperResolution | None
+) -> str:
+    """SHA-256 of everything of a loaded model that shapes its images at a given resolution: every
+    tensor of the U-Net and the text encoder (names, dtypes, shapes, bytes) and the config they
+    sample with (networks, schedule, parameterization, super-resolution settings). An export and a
+    ``.ckpt`` of the same weights agree; a continued training, the raw instead of the EMA weights
+    or another model differ. (The resolution is recorded with each image on its own.)"""
+    digest = hashlib.sha256()
+    for prefix, module in (("unet.", unet), ("text_encoder.", text_encoder)):
+        for name, tensor in sorted(module.state_dict().items()):
+            data = tensor.detach().cpu().contiguous()
+            digest.update(f"{prefix}{name} {data.dtype} {tuple(data.shape)}\n".encode())
+            digest.update(data.reshape(-1).view(torch.uint8).numpy())
+    text = {k: v for k, v in (config.get("text_encoder") or {}).items() if k not in LOCATION_KEYS}
+    sampling = {
+        "text_encoder": text, "unet": config.get("unet"), "schedule": config.get("schedule"),
+        "parameterization": config["diffusion"]["parameterization"],
+        "super_resolution": None if super_resolution is None else asdict(super_resolution),
+    }
+    digest.update(json.dumps(sampling, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def images_fingerprint(model: LoadedModel, sr_model: LoadedModel | None = None) -> str:
+    """The identity of the models that make a set of images: the base model, and the
+    super-resolution model when the hires fix uses one."""
+    return model.fingerprint if sr_model is None else f"{model.fingerprint}+{sr_model.fingerprint}"
 
 
 def model_state(unet: torch.nn.Module, text_encoder: TextEncoder) -> dict[str, torch.Tensor]:
@@ -153,12 +191,15 @@ def load_model(ref: str | Path, weights: Weights = "ema", download_dir: str | Pa
         encoder_state = {k[len("text_encoder.") :]: v for k, v in state.items() if k.startswith("text_encoder.")}
         load_state_strict(encoder, encoder_state, "text encoder", str(path))
     schedule = build_schedule(config["schedule"], config["data"]["resolution"])
-    return LoadedModel(unet.eval(), encoder.eval(), schedule, parameterization, config, str(path), super_resolution)
+    return LoadedModel(
+        unet.eval(), encoder.eval(), schedule, parameterization, config, str(path),
+        model_fingerprint(unet, encoder, config, super_resolution), super_resolution,
+    )
 
 
-def load_sr_model(ref: str | Path, weights: Weights = "ema") -> LoadedModel:
+def load_sr_model(ref: str | Path, weights: Weights = "ema", allow_download: bool = False) -> LoadedModel:
     """:func:`load_model` for ``hires.model``: refuses a model trained without ``sr.enabled=true``."""
-    loaded = load_model(ref, weights=weights)
+    loaded = load_model(ref, weights=weights, allow_download=allow_download)
     if loaded.super_resolution is None:
         raise CheckpointError(
             f"hires.model={ref} is not a super-resolution model (its config has no sr.enabled=true); "

@@ -11,7 +11,7 @@ from torchvision.utils import make_grid
 
 from mjexp.builders import sampling_settings
 from mjexp.config import validate
-from mjexp.export import load_model, load_sr_model
+from mjexp.export import images_fingerprint, load_model, load_sr_model
 from mjexp.generation import generate_to_folder, load_images
 from mjexp.sampling.module import GuidanceSampler
 from mjexp.sampling.runtime import Runtime
@@ -54,7 +54,7 @@ def run_sampling(cfg: DictConfig) -> Path:
     out = Path(cfg.output_dir)
     manifest = generate_to_folder(
         module, prompts, cfg.n, out, OmegaConf.to_container(sampling, resolve=True), cfg.batch_size,
-        trainer_kwargs={"accelerator": cfg.device},
+        trainer_kwargs={"accelerator": cfg.device}, model=images_fingerprint(loaded, sr_model),
     )
     rows = [manifest[key] for key in sorted(manifest)]
     grid = make_grid(load_images(out, rows), nrow=cfg.n, padding=1)
