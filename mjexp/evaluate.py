@@ -350,13 +350,15 @@ class GridEvaluation:
         self.settings = expand_grid(cfg.eval.grid)
         # Every setting must be valid before anything runs.
         hires = [sampling_settings(apply_overrides(cfg, overrides))[2] for overrides in self.settings]
+        # Downloads as the user allows them: eval.allow_download, or a training's own text_encoder setting.
+        allow_download = cfg.eval.allow_download or OmegaConf.select(cfg, "text_encoder.allow_download", default=False)
         # The super-resolution model (hires.model) is loaded once, for the settings with upscaler=sr.
         self.sr_model = None
         if cfg.hires.model and any(h.uses_sr for h in hires):
-            self.sr_model = load_sr_model(cfg.hires.model, weights=cfg.eval.weights)
+            self.sr_model = load_sr_model(cfg.hires.model, cfg.eval.weights, allow_download)
         for h in hires:
             check_sr_model(h, self.sr_model.super_resolution if self.sr_model else None)
-        self.loaded = load_model(ckpt, weights=cfg.eval.weights)
+        self.loaded = load_model(ckpt, weights=cfg.eval.weights, allow_download=allow_download)
         data_cfg = self.loaded.config["data"]
         self.prompts = load_prompts(cfg, build_datamodule(OmegaConf.create(data_cfg)))
         template = self.prompts.template if isinstance(self.prompts, PromptSet) else None

@@ -10,6 +10,7 @@ An export folder is what sampling and evaluation consume and what MLflow stores:
 
 A checkpoint reference (``ckpt=`` in sample/eval) is an export folder, a Lightning ``.ckpt``
 (loaded with ``weights_only=True``), or ``mlflow:<run_id>`` (the run's ``export`` artifact).
+A loaded config never switches on downloads (:func:`downloads_as_allowed`).
 """
 
 from __future__ import annotations
@@ -175,13 +176,35 @@ def load_state_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor]
     module.load_state_dict(state)
 
 
-def load_model(ref: str | Path, weights: Weights = "ema", download_dir: str | Path | None = None) -> LoadedModel:
-    """Rebuild the trained networks from an export folder, a ``.ckpt`` or ``mlflow:<run_id>``."""
+def downloads_as_allowed(config: dict[str, Any], allow_download: bool, source: str) -> None:
+    """Set the loaded config's ``text_encoder.allow_download`` to what the user allows.
+
+    Whether this machine may reach the network is the user's call (their command line or config),
+    never a loaded model's: an export from elsewhere could otherwise switch downloads on.
+    """
+    text = config.get("text_encoder") or {}
+    if "allow_download" not in text:
+        return
+    if text["allow_download"] and not allow_download:
+        warnings.warn(
+            f"{source} asks for text_encoder.allow_download=true; ignored, a loaded model never enables downloads. "
+            "Allow them yourself with allow_download=true (mjexp.sample) or eval.allow_download=true (mjexp.eval)",
+            stacklevel=3,
+        )
+    text["allow_download"] = allow_download
+
+
+def load_model(
+    ref: str | Path, weights: Weights = "ema", download_dir: str | Path | None = None, allow_download: bool = False
+) -> LoadedModel:
+    """Rebuild the trained networks from an export folder, a ``.ckpt`` or ``mlflow:<run_id>``;
+    ``allow_download`` (the user's setting) lets the text encoder fetch missing weights."""
     if weights not in ("ema", "raw"):
         raise ValueError(f"weights={weights!r} must be ema or raw")
     path = resolve_reference(str(ref), download_dir)
     config, state, clip_dir = _load_state(path, weights)
     check_loaded_config(config, str(path))
+    downloads_as_allowed(config, allow_download, str(path))
     encoder = build_text_encoder(config["text_encoder"], domain_clip_path=clip_dir)
     parameterization = config["diffusion"]["parameterization"]
     super_resolution = build_super_resolution(config)

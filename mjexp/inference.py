@@ -44,8 +44,8 @@ def run_sampling(cfg: DictConfig) -> Path:
     prompts = [cfg.prompt] if cfg.prompt is not None else read_prompts(cfg.prompts)
     sampling = OmegaConf.create({"sampler": cfg.sampler, "guidance": cfg.guidance, "hires": cfg.hires})
     sampler, guidance, hires, negative = sampling_settings(sampling)
-    loaded = load_model(cfg.ckpt, weights=cfg.weights)
-    sr_model = load_sr_model(cfg.hires.model, weights=cfg.weights) if hires.uses_sr else None
+    loaded = load_model(cfg.ckpt, weights=cfg.weights, allow_download=cfg.allow_download)
+    sr_model = load_sr_model(cfg.hires.model, cfg.weights, cfg.allow_download) if hires.uses_sr else None
     module = GuidanceSampler(
         loaded.unet, loaded.text_encoder, loaded.schedule, int(loaded.config["data"]["resolution"]),
         sampler, guidance, hires, negative, seed=cfg.seed,

@@ -12,6 +12,7 @@ import ast
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -260,6 +261,60 @@ def test_scored_image_folder_rows_outside_the_folder_are_refused(tmp_path: Path)
     root = imagefolder_with_rows(tmp_path / "images", tmp_path / "secret.png", ["../secret.png"])
     with pytest.raises(ValueError, match=r"metadata.jsonl row 5: file_name '\.\./secret\.png' lies outside the folder"):
         read_image_folder(root)
+
+
+def with_text_encoder(trained: Path, tmp_path: Path, text_encoder: dict) -> Path:
+    """A copy of the trained export whose config names another text encoder."""
+    from omegaconf import OmegaConf
+
+    export = tmp_path / "export"
+    shutil.copytree(trained / "export", export)
+    config = OmegaConf.to_container(OmegaConf.load(export / "config.yaml"))
+    config["text_encoder"] = text_encoder
+    (export / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    return export
+
+
+HUB_ENCODER = {"name": "hf", "name_or_path": "mjexp-test/not-on-this-machine", "max_length": 16,
+               "cache_dir": None, "allow_download": True}
+
+
+def test_a_loaded_export_cannot_switch_downloads_on(trained: Path, tmp_path: Path) -> None:
+    """An export whose config asks its text encoder to download is loaded offline, with a warning;
+    the real encoder then fails locally (it never tried the network)."""
+    export = with_text_encoder(trained, tmp_path, HUB_ENCODER)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(RuntimeError, match=r"'mjexp-test/not-on-this-machine' locally \(allow_download=false\)"):
+            load_model(export)
+    assert any(f"{export} asks for text_encoder.allow_download=true; ignored" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize(("exported", "allowed"), [(True, False), (False, False), (False, True), (True, True)])
+def test_downloads_follow_the_users_setting_only(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exported: bool, allowed: bool
+) -> None:
+    """What reaches the text encoder is the user's ``allow_download`` (sample's ``allow_download=``,
+    eval's ``eval.allow_download``), whatever the export says."""
+    import mjexp.export
+
+    export = with_text_encoder(trained, tmp_path, {**HUB_ENCODER, "allow_download": exported})
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def record(text_cfg: dict, domain_clip_path: Any = None) -> None:
+        seen.append(text_cfg["allow_download"])
+        raise Stop
+
+    monkeypatch.setattr(mjexp.export, "build_text_encoder", record)
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(Stop):
+        warnings.simplefilter("always")
+        load_model(export, allow_download=allowed)
+    assert seen == [allowed]
+    ignored = [w for w in caught if "allow_download=true; ignored" in str(w.message)]
+    assert len(ignored) == (exported and not allowed)
 
 
 def test_documented_mlflow_servers_bind_localhost() -> None:
