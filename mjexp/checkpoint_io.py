@@ -4,7 +4,8 @@
 - Saving writes a temporary file next to the target, fsyncs it and renames it over the target,
   so a crash mid-save leaves the previous checkpoint intact, never a truncated one.
 - A checkpoint that cannot be read (zero bytes, truncated, corrupted, or a pickle that asks to
-  run code) raises :class:`CheckpointError` naming the file.
+  run code) raises :class:`CheckpointError` naming the file; so does a safetensors file that is
+  truncated or whose header does not fit the file (:func:`load_safetensors`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from safetensors.torch import load_file
 
 
 class CheckpointError(RuntimeError):
@@ -59,6 +61,19 @@ def load_torch_file(path: str | Path, map_location: Any = "cpu") -> Any:
         else:
             reason = f"it is truncated or corrupted ({type(error).__name__}: {text.splitlines()[0][:200]})"
         raise CheckpointError(f"cannot load checkpoint {path}: {reason}") from None
+
+
+def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """``safetensors.torch.load_file`` whose every failure (a cut-off file, a header claiming more
+    data than the file holds) is one :class:`CheckpointError` naming the file."""
+    path = Path(path)
+    try:
+        return load_file(str(path))
+    except Exception as error:  # noqa: BLE001 - safetensors raises its own (Rust) error types
+        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        raise CheckpointError(
+            f"cannot load weights {path}: it is truncated or corrupted ({reason}); export or download it again"
+        ) from None
 
 
 def state_mismatch(own: Mapping[str, torch.Tensor], loaded: Mapping[str, Any], show: int = 5) -> list[str]:

@@ -75,6 +75,7 @@ class ImageFolderDataConfig(DataConfig):
     test_fraction: float = 0.1
     caption_column: str = "text"
     max_pixels: int = 89_478_485  # larger images are refused from their header (decompression bombs)
+    allow_outside_root: bool = False  # metadata rows naming files outside root (absolute, .., symlinks)
 
 
 @dataclass
@@ -307,7 +308,8 @@ class EvalConfig:
     features: list[str] = field(default_factory=lambda: ["judge"])
     weights_paths: dict[str, str] = field(default_factory=dict)
     # Fetch missing extractor / CLIP-score weights (Inception, OpenAI CLIP, DINOv2, open_clip tags)
-    # from their usual source; off by default, so offline runs fail with where to put the file.
+    # and the evaluated model's text-encoder weights from their usual source; off by default, so
+    # offline runs fail with where to put the file. A loaded model's own config never turns it on.
     allow_download: bool = False
     clip_models: list[list[str]] = field(default_factory=list)  # [[open_clip model, tag or file], ...]
     clip_score_weight: float = 100.0
@@ -381,6 +383,8 @@ class SampleRunConfig:
     precision: str = "auto"  # as eval.precision
     compile: bool = False
     cuda_graphs: bool = False
+    # Let the model's text encoder fetch missing weights; a loaded model's own config never turns it on.
+    allow_download: bool = False
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     hires: HiresConfig = field(default_factory=HiresConfig)

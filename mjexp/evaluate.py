@@ -34,7 +34,7 @@ from evaluation.grids import SampleGrid, grid_png
 from mjexp.builders import build_datamodule, describe_sampling, sampling_settings, train_or_reuse_domain_clip
 from mjexp.data_requirements import check_evaluation_data, enforce
 from mjexp.diffusion.superres import SuperResolution
-from mjexp.export import LoadedModel, load_model, load_sr_model
+from mjexp.export import LoadedModel, images_fingerprint, load_model, load_sr_model
 from mjexp.generation import generate_to_folder, load_images, read_manifest
 from mjexp.grid import AUTO_PROMPTS, DATA_PROMPTS, GENERAL_PROMPT_SETS, expand_grid
 from mjexp.paired_settings import (
@@ -356,28 +356,37 @@ class SettingOutcome(NamedTuple):
 
 
 class GridEvaluation:
-    """One evaluation invocation: preflight in ``__init__``, then :meth:`run`."""
+    """One evaluation invocation: preflight in ``__init__``, then :meth:`run`.
 
-    def __init__(self, cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: Path, data_checked: bool = False) -> None:
-        """``data_checked``: the training that precedes this evaluation already checked (and said)
-        what the evaluation needs of the data."""
+    ``ends_training``: this evaluation ends a training run (``mjexp.train``), which already checked
+    (and said) what the evaluation needs of the data; a generation folder of its own holding images
+    of another model, seed or settings (its earlier weights, after it trained on) is emptied and
+    generated again instead of refused.
+    """
+
+    def __init__(
+        self, cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: Path, ends_training: bool = False
+    ) -> None:
         self.cfg, self.tracker, self.out_dir = cfg, tracker, Path(out_dir)
+        self.ends_training = ends_training
         self.settings = expand_grid(cfg.eval.grid)
         # Every setting must be valid before anything runs.
         hires = [sampling_settings(apply_overrides(cfg, overrides))[2] for overrides in self.settings]
+        # Downloads as the user allows them: eval.allow_download, or a training's own text_encoder setting.
+        allow_download = cfg.eval.allow_download or OmegaConf.select(cfg, "text_encoder.allow_download", default=False)
         # The super-resolution model (hires.model) is loaded once, for the settings with upscaler=sr.
         self.sr_model = None
         if cfg.hires.model and any(h.uses_sr for h in hires):
-            self.sr_model = load_sr_model(cfg.hires.model, weights=cfg.eval.weights)
+            self.sr_model = load_sr_model(cfg.hires.model, cfg.eval.weights, allow_download)
         for h in hires:
             check_sr_model(h, self.sr_model.super_resolution if self.sr_model else None)
-        self.loaded = load_model(ckpt, weights=cfg.eval.weights)
+        self.loaded = load_model(ckpt, weights=cfg.eval.weights, allow_download=allow_download)
         data_cfg = self.loaded.config["data"]
         datamodule = build_datamodule(OmegaConf.create(data_cfg))
         self.prompts = load_prompts(cfg, datamodule)
         n_prompts = prompt_params(self.prompts, cfg.eval.reference_split)["n"]
-        fitted = enforce(check_evaluation_data(cfg, data_cfg, datamodule, n_prompts), quiet=data_checked)
-        if fitted and not data_checked:
+        fitted = enforce(check_evaluation_data(cfg, data_cfg, datamodule, n_prompts), quiet=ends_training)
+        if fitted and not ends_training:
             tracker.log_params({"effective": fitted})
         print(describe_prompts(prompt_params(self.prompts, cfg.eval.reference_split), cfg.eval.prompt_set,
                                cfg.eval.samples_per_prompt))
@@ -437,13 +446,16 @@ class GridEvaluation:
         )
         folder = self.out_dir / "generated" / label
         settings = OmegaConf.to_container(sampling, resolve=True)
-        resumed = len(read_manifest(folder))
+        before = read_manifest(folder)
         start = time.perf_counter()
         manifest = generate_to_folder(
             module, self.prompt_list, n, folder, settings, cfg.eval.batch_size,
             trainer_kwargs={"enable_progress_bar": cfg.eval.progress_bar, "accelerator": cfg.eval.device},
+            model=images_fingerprint(self.loaded, self.sr_model if hires.uses_sr else None),
+            replace_other_source=self.ends_training,
         )
         generation_seconds = time.perf_counter() - start
+        made = sum(before.get(key) != row for key, row in manifest.items())
         rows = [manifest[key] for key in sorted(manifest)]
         prompts = [row["prompt"] for row in rows]
         attrs = [self.prompt_attrs[row["prompt_index"]] for row in rows] if self.prompt_attrs else None
@@ -466,7 +478,7 @@ class GridEvaluation:
         costs = {
             "generation_seconds": generation_seconds,
             # Over the images made now: a resumed folder's earlier images took unrecorded time.
-            "images_per_second": (len(rows) - resumed) / generation_seconds if len(rows) > resumed else float("nan"),
+            "images_per_second": made / generation_seconds if made else float("nan"),
             "nfe": nfe,
             "network_evals": network_evals,
         }
@@ -538,16 +550,19 @@ def print_table(records: list[dict[str, Any]]) -> None:
 
 
 def evaluate_grid(
-    cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: Path, data_checked: bool = False
+    cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: Path, ends_training: bool = False
 ) -> dict[str, float]:
     """Run the grid evaluation and return headline metrics (``eval/<label>/<metric>``)."""
-    records = GridEvaluation(cfg, ckpt, tracker, out_dir, data_checked).run()
+    records = GridEvaluation(cfg, ckpt, tracker, out_dir, ends_training).run()
     return {f"eval/{r['label']}/{k}": float(v) for r in records for k, v in r["metrics"].items()}
 
 
 def read_image_folder(folder: Path) -> tuple[torch.Tensor, list[str], list[dict] | None]:
-    """A folder of generated images with ``metadata.jsonl`` rows ``{"file_name", "text"[, "attrs"]}``."""
+    """A folder of generated images with ``metadata.jsonl`` rows ``{"file_name", "text"[, "attrs"]}``
+    (files inside the folder: a report shows them, so a row must not reach other files of this machine)."""
     from PIL import Image
+
+    from mjexp.data.imagefolder import check_inside_root
 
     metadata = folder / "metadata.jsonl"
     if not metadata.is_file():
@@ -557,10 +572,15 @@ def read_image_folder(folder: Path) -> tuple[torch.Tensor, list[str], list[dict]
         raise ValueError(f"{metadata} lists no images")
     arrays = []
     for number, row in enumerate(rows, 1):
+        check_inside_root(folder, row["file_name"], f"{metadata} row {number}", option=None)
         path = folder / row["file_name"]
         if not path.is_file():
             raise FileNotFoundError(f"{metadata} row {number}: {path} does not exist")
-        arrays.append(np.asarray(Image.open(path).convert("RGB")))
+        try:
+            with Image.open(path) as image:
+                arrays.append(np.asarray(image.convert("RGB")))
+        except (OSError, ValueError) as error:  # corrupt, truncated, a text chunk inflating too far
+            raise ValueError(f"{metadata} row {number}: cannot read {path} ({error})") from None
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
         raise ValueError(f"images in {folder} have different sizes {sorted(shapes)}; resize them to one size first")

@@ -10,19 +10,23 @@ An export folder is what sampling and evaluation consume and what MLflow stores:
 
 A checkpoint reference (``ckpt=`` in sample/eval) is an export folder, a Lightning ``.ckpt``
 (loaded with ``weights_only=True``), or ``mlflow:<run_id>`` (the run's ``export`` artifact).
+A loaded config never switches on downloads (:func:`downloads_as_allowed`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import tempfile
-from dataclasses import dataclass
+import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from omegaconf import OmegaConf
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from mjexp.builders import (
     build_schedule,
@@ -31,7 +35,7 @@ from mjexp.builders import (
     build_unet,
     check_loaded_config,
 )
-from mjexp.checkpoint_io import CheckpointError, atomic_write, load_torch_file, state_mismatch
+from mjexp.checkpoint_io import CheckpointError, atomic_write, load_safetensors, load_torch_file, state_mismatch
 from mjexp.diffusion.module import Weights
 from mjexp.diffusion.schedules import NoiseSchedule
 from mjexp.diffusion.superres import SuperResolution
@@ -53,7 +57,42 @@ class LoadedModel:
     parameterization: str
     config: dict[str, Any]
     source: str
+    fingerprint: str  # what makes its images (model_fingerprint)
     super_resolution: SuperResolution | None = None
+
+
+# Where the text-encoder config says where to find or fetch weights, not what they are.
+LOCATION_KEYS: tuple[str, ...] = ("path", "cache_dir", "allow_download")
+
+
+def model_fingerprint(
+    unet: torch.nn.Module, text_encoder: TextEncoder, config: Mapping[str, Any], super_resolution: SuperResolution | None
+) -> str:
+    """SHA-256 of everything of a loaded model that shapes its images at a given resolution: every
+    tensor of the U-Net and the text encoder (names, dtypes, shapes, bytes) and the config they
+    sample with (networks, schedule, parameterization, super-resolution settings). An export and a
+    ``.ckpt`` of the same weights agree; a continued training, the raw instead of the EMA weights
+    or another model differ. (The resolution is recorded with each image on its own.)"""
+    digest = hashlib.sha256()
+    for prefix, module in (("unet.", unet), ("text_encoder.", text_encoder)):
+        for name, tensor in sorted(module.state_dict().items()):
+            data = tensor.detach().cpu().contiguous()
+            digest.update(f"{prefix}{name} {data.dtype} {tuple(data.shape)}\n".encode())
+            digest.update(data.reshape(-1).view(torch.uint8).numpy())
+    text = {k: v for k, v in (config.get("text_encoder") or {}).items() if k not in LOCATION_KEYS}
+    sampling = {
+        "text_encoder": text, "unet": config.get("unet"), "schedule": config.get("schedule"),
+        "parameterization": config["diffusion"]["parameterization"],
+        "super_resolution": None if super_resolution is None else asdict(super_resolution),
+    }
+    digest.update(json.dumps(sampling, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def images_fingerprint(model: LoadedModel, sr_model: LoadedModel | None = None) -> str:
+    """The identity of the models that make a set of images: the base model, and the
+    super-resolution model when the hires fix uses one."""
+    return model.fingerprint if sr_model is None else f"{model.fingerprint}+{sr_model.fingerprint}"
 
 
 def model_state(unet: torch.nn.Module, text_encoder: TextEncoder) -> dict[str, torch.Tensor]:
@@ -111,7 +150,7 @@ def _load_state(path: Path, weights: Weights) -> tuple[dict[str, Any], dict[str,
                 raise CheckpointError(f"{path} is not an export folder: {needed.name} is missing")
         config = OmegaConf.to_container(OmegaConf.load(config_file), resolve=True)
         clip_dir = path / TEXT_ENCODER_DIR
-        return config, load_file(str(weights_file)), clip_dir if clip_dir.is_dir() else None
+        return config, load_safetensors(weights_file), clip_dir if clip_dir.is_dir() else None
     checkpoint = load_torch_file(path)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "mjexp_config" not in checkpoint:
         raise CheckpointError(f"{path} is not an mjexp training checkpoint (no state_dict / mjexp_config)")
@@ -137,13 +176,35 @@ def load_state_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor]
     module.load_state_dict(state)
 
 
-def load_model(ref: str | Path, weights: Weights = "ema", download_dir: str | Path | None = None) -> LoadedModel:
-    """Rebuild the trained networks from an export folder, a ``.ckpt`` or ``mlflow:<run_id>``."""
+def downloads_as_allowed(config: dict[str, Any], allow_download: bool, source: str) -> None:
+    """Set the loaded config's ``text_encoder.allow_download`` to what the user allows.
+
+    Whether this machine may reach the network is the user's call (their command line or config),
+    never a loaded model's: an export from elsewhere could otherwise switch downloads on.
+    """
+    text = config.get("text_encoder") or {}
+    if "allow_download" not in text:
+        return
+    if text["allow_download"] and not allow_download:
+        warnings.warn(
+            f"{source} asks for text_encoder.allow_download=true; ignored, a loaded model never enables downloads. "
+            "Allow them yourself with allow_download=true (mjexp.sample) or eval.allow_download=true (mjexp.eval)",
+            stacklevel=3,
+        )
+    text["allow_download"] = allow_download
+
+
+def load_model(
+    ref: str | Path, weights: Weights = "ema", download_dir: str | Path | None = None, allow_download: bool = False
+) -> LoadedModel:
+    """Rebuild the trained networks from an export folder, a ``.ckpt`` or ``mlflow:<run_id>``;
+    ``allow_download`` (the user's setting) lets the text encoder fetch missing weights."""
     if weights not in ("ema", "raw"):
         raise ValueError(f"weights={weights!r} must be ema or raw")
     path = resolve_reference(str(ref), download_dir)
     config, state, clip_dir = _load_state(path, weights)
     check_loaded_config(config, str(path))
+    downloads_as_allowed(config, allow_download, str(path))
     encoder = build_text_encoder(config["text_encoder"], domain_clip_path=clip_dir)
     parameterization = config["diffusion"]["parameterization"]
     super_resolution = build_super_resolution(config)
@@ -153,12 +214,15 @@ def load_model(ref: str | Path, weights: Weights = "ema", download_dir: str | Pa
         encoder_state = {k[len("text_encoder.") :]: v for k, v in state.items() if k.startswith("text_encoder.")}
         load_state_strict(encoder, encoder_state, "text encoder", str(path))
     schedule = build_schedule(config["schedule"], config["data"]["resolution"])
-    return LoadedModel(unet.eval(), encoder.eval(), schedule, parameterization, config, str(path), super_resolution)
+    return LoadedModel(
+        unet.eval(), encoder.eval(), schedule, parameterization, config, str(path),
+        model_fingerprint(unet, encoder, config, super_resolution), super_resolution,
+    )
 
 
-def load_sr_model(ref: str | Path, weights: Weights = "ema") -> LoadedModel:
+def load_sr_model(ref: str | Path, weights: Weights = "ema", allow_download: bool = False) -> LoadedModel:
     """:func:`load_model` for ``hires.model``: refuses a model trained without ``sr.enabled=true``."""
-    loaded = load_model(ref, weights=weights)
+    loaded = load_model(ref, weights=weights, allow_download=allow_download)
     if loaded.super_resolution is None:
         raise CheckpointError(
             f"hires.model={ref} is not a super-resolution model (its config has no sr.enabled=true); "

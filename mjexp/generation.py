@@ -4,12 +4,17 @@ Layout of a generation folder::
 
     images/p00012_s003.png        item (prompt 12, sample 3)
     base/p00012_s003.png          hires fix only: the first-stage image
-    manifest.jsonl                one row per item: file, prompt, indices, seed, settings, costs
+    manifest.jsonl                one row per item: file, prompt, indices, model, resolution, seed, settings, costs
 
 Rows are appended (and fsynced) only after an item's PNGs are on disk, so a killed run leaves a
 manifest that lists exactly the finished items; re-running skips them, so the final set has no
 duplicates and no gaps. Under DDP every rank appends to its own shard (``manifest.rank<k>.jsonl``)
 and :func:`read_manifest` merges them.
+
+A finished item is reused only when everything that made it matches: each row records its source
+(the models' fingerprint, resolution, seed and sampling settings) and its prompt. An item whose
+prompt changed is generated again; a folder holding images of another source is refused, naming
+what differs, or (``replace_other_source``, a training's own evaluation folder) emptied and made again.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -27,7 +33,11 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from mjexp.checkpoint_io import atomic_write
+
 MANIFEST = "manifest.jsonl"
+MANIFEST_SHARDS = "manifest*.jsonl"
+NOT_RECORDED = "not recorded"  # a manifest field written before mjexp recorded it
 # Settings keys added after generation folders were first written, with the value that made those
 # folders' images: an older folder is resumed as what it is instead of refused as "other settings".
 ADDED_SETTINGS: dict[tuple[str, ...], Any] = {("sampler", "noise"): "independent"}
@@ -67,22 +77,81 @@ def with_added_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     return filled
 
 
+def manifest_lines(shard: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(line, row) of every complete line of a shard; a torn last line (a crash mid-append) is skipped."""
+    lines = []
+    for line in shard.read_text(encoding="utf-8").splitlines():
+        try:
+            lines.append((line, json.loads(line)))
+        except json.JSONDecodeError:
+            continue
+    return lines
+
+
 def read_manifest(folder: str | Path) -> dict[tuple[int, int], dict[str, Any]]:
     """All finished items of a folder (every rank's shard), keyed by (prompt index, sample index).
 
-    A torn last line (a crash mid-append) is ignored; rows whose PNG is missing are dropped.
+    Rows whose PNG is missing are dropped.
     """
     folder = Path(folder)
     rows: dict[tuple[int, int], dict[str, Any]] = {}
-    for shard in sorted(folder.glob("manifest*.jsonl")):
-        for line in shard.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
+    for shard in sorted(folder.glob(MANIFEST_SHARDS)):
+        for _, row in manifest_lines(shard):
             if (folder / row["file"]).is_file():
                 rows[(row["prompt_index"], row["sample_index"])] = row
     return rows
+
+
+def drop_rows(folder: Path, keys: set[tuple[int, int]]) -> None:
+    """Rewrite every shard without the rows of ``keys`` (atomically: a crash leaves either manifest)."""
+    for shard in sorted(folder.glob(MANIFEST_SHARDS)):
+        kept = [line for line, row in manifest_lines(shard) if (row["prompt_index"], row["sample_index"]) not in keys]
+        text = "".join(f"{line}\n" for line in kept)
+        atomic_write(shard, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+
+
+def empty_folder(folder: Path) -> None:
+    """Remove a generation folder's manifests first (so a crash leaves no row without its image), then its images."""
+    for shard in folder.glob(MANIFEST_SHARDS):
+        shard.unlink()
+    for images in ("images", "base"):
+        shutil.rmtree(folder / images, ignore_errors=True)
+
+
+def short_fingerprint(fingerprint: str) -> str:
+    """The first 12 hex digits of each model's fingerprint (enough to tell them apart in a message)."""
+    return "+".join(part[:12] for part in fingerprint.split("+"))
+
+
+def flat_settings(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"sampler": {"steps": 20}}`` -> ``{"sampler.steps": 20}``."""
+    items: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, Mapping):
+            items.update(flat_settings(value, f"{prefix}{key}."))
+        else:
+            items[f"{prefix}{key}"] = value
+    return items
+
+
+def source_differences(row: Mapping[str, Any], source: Mapping[str, Any]) -> list[str]:
+    """What of ``source`` (model, resolution, seed, settings) a manifest row's images were not
+    made with, in words; empty when they were. A row from before a field was recorded differs in it."""
+    differences = []
+    if row.get("model") != source["model"]:
+        then = short_fingerprint(row["model"]) if row.get("model") else NOT_RECORDED
+        differences.append(f"model weights ({then}, now {short_fingerprint(source['model'])})")
+    for key in ("resolution", "seed"):
+        if row.get(key) != source[key]:
+            differences.append(f"{key} ({row.get(key, NOT_RECORDED)}, now {source[key]})")
+    made = flat_settings(image_settings(with_added_settings(row.get("settings") or {})))
+    wanted = flat_settings(image_settings(source["settings"]))
+    then_now = {key: (made.get(key, NOT_RECORDED), wanted.get(key, NOT_RECORDED)) for key in made.keys() | wanted.keys()}
+    changed = sorted(key for key, (then, now) in then_now.items() if then != now)
+    if changed:
+        listed = ", ".join(f"{key}={then_now[key][0]}, now {then_now[key][1]}" for key in changed[:3])
+        differences.append(f"settings ({listed}{' ...' if len(changed) > 3 else ''})")
+    return differences
 
 
 class PromptItems(Dataset):
@@ -105,9 +174,9 @@ class PromptItems(Dataset):
 class ManifestWriter(BasePredictionWriter):
     """Writes each predicted batch's PNGs, then appends its manifest rows."""
 
-    def __init__(self, folder: Path, seed: int, settings: Mapping[str, Any]) -> None:
+    def __init__(self, folder: Path, source: Mapping[str, Any]) -> None:
         super().__init__(write_interval="batch")
-        self.folder, self.seed, self.settings = folder, seed, dict(settings)
+        self.folder, self.source = folder, dict(source)
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
         shard = self.folder / (MANIFEST if trainer.world_size == 1 else f"manifest.rank{trainer.global_rank}.jsonl")
@@ -116,7 +185,7 @@ class ManifestWriter(BasePredictionWriter):
             name = item_name(i, j)
             row = {
                 "file": f"images/{name}", "prompt": prediction["prompt"][k], "prompt_index": i, "sample_index": j,
-                "seed": self.seed, "settings": self.settings,
+                **self.source,
                 "nfe": prediction["nfe"], "network_evals": prediction["network_evals"],
             }
             Image.fromarray(to_png_array(prediction["images"][k])).save(self.folder / "images" / name)
@@ -146,33 +215,53 @@ def generate_to_folder(
     settings: Mapping[str, Any],
     batch_size: int,
     trainer_kwargs: Mapping[str, Any] | None = None,
+    *,
+    model: str,
+    replace_other_source: bool = False,
 ) -> dict[tuple[int, int], dict[str, Any]]:
-    """Generate every missing item of the prompt set into ``folder``; returns the full manifest."""
+    """Generate every missing item of the prompt set into ``folder``; returns its manifest rows.
+
+    ``model`` identifies the networks of ``sampler_module`` (:func:`mjexp.export.images_fingerprint`).
+    Finished items of the same source and prompt are reused; see the module docstring for the rest.
+    """
     folder = Path(folder)
+    source = {"model": model, "resolution": int(sampler_module.resolution), "seed": int(sampler_module.seed),
+              "settings": dict(settings)}
+    done = read_manifest(folder)
+    other = {key: why for key, row in done.items() if (why := source_differences(row, source))}
+    if other:
+        text = f"{folder} holds {len(other)} images made with other {'; '.join(other[min(other)])}"
+        if not replace_other_source:
+            raise ValueError(f"{text}; use a new output folder or delete this one")
+        print(f"{text}: generating them again")
+        empty_folder(folder)
+        done = {}
     (folder / "images").mkdir(parents=True, exist_ok=True)
     (folder / "base").mkdir(exist_ok=True)
-    done = read_manifest(folder)
-    wanted = image_settings(settings)
-    stale = [row for row in done.values() if image_settings(with_added_settings(row.get("settings") or {})) != wanted]
-    if stale:
-        raise ValueError(
-            f"{folder} holds images made with other settings ({stale[0].get('settings')}); "
-            f"use a new folder or delete it"
-        )
-    todo = PromptItems(prompts, samples_per_prompt, set(done))
+    expected = {(i, j) for i in range(len(prompts)) for j in range(samples_per_prompt)}
+    changed = sorted(key for key in expected & done.keys() if done[key]["prompt"] != prompts[key[0]])
+    if changed:
+        first = changed[0]
+        print(f"{folder}: {len(changed)} images were made for another prompt (e.g. {item_name(*first)}: "
+              f"{done[first]['prompt']!r}, now {prompts[first[0]]!r}); generating them again")
+        drop_rows(folder, set(changed))
+    reused = (expected & done.keys()) - set(changed)
+    if reused:
+        print(f"{folder}: reusing {len(reused)} of {len(expected)} images made before by the same model, prompts, "
+              "seed and settings")
+    todo = PromptItems(prompts, samples_per_prompt, reused)
     if len(todo):
         loader = DataLoader(todo, batch_size=batch_size, shuffle=False, collate_fn=collate_items)
         kwargs = {"accelerator": "auto", "devices": 1, "logger": False, "enable_model_summary": False,
                   "enable_checkpointing": False, **dict(trainer_kwargs or {})}
-        callbacks = [ManifestWriter(folder, sampler_module.seed, settings), *kwargs.pop("callbacks", [])]
+        callbacks = [ManifestWriter(folder, source), *kwargs.pop("callbacks", [])]
         trainer = L.Trainer(callbacks=callbacks, **kwargs)
         trainer.predict(sampler_module, loader, return_predictions=False)
     manifest = read_manifest(folder)
-    expected = {(i, j) for i in range(len(prompts)) for j in range(samples_per_prompt)}
-    if set(manifest) != expected:
-        missing = sorted(expected - set(manifest))[:5]
-        raise RuntimeError(f"generation in {folder} is incomplete: missing items {missing}")
-    return manifest
+    missing = sorted(expected - set(manifest))
+    if missing:
+        raise RuntimeError(f"generation in {folder} is incomplete: missing items {missing[:5]}")
+    return {key: manifest[key] for key in sorted(expected)}
 
 
 def load_images(folder: str | Path, rows: Sequence[Mapping[str, Any]], key: str = "file") -> torch.Tensor:

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from evaluation.grids import SampleGrid, grid_png
 from mjexp.builders import describe_sampling, sampling_settings
 from mjexp.config import validate
-from mjexp.export import load_model, load_sr_model
+from mjexp.export import images_fingerprint, load_model, load_sr_model
 from mjexp.generation import generate_to_folder, load_images
 from mjexp.sampling.module import GuidanceSampler
 from mjexp.sampling.runtime import Runtime
@@ -46,8 +46,8 @@ def run_sampling(cfg: DictConfig) -> Path:
     prompts = [cfg.prompt] if cfg.prompt is not None else read_prompts(cfg.prompts)
     sampling = OmegaConf.create({"sampler": cfg.sampler, "guidance": cfg.guidance, "hires": cfg.hires})
     sampler, guidance, hires, negative = sampling_settings(sampling)
-    loaded = load_model(cfg.ckpt, weights=cfg.weights)
-    sr_model = load_sr_model(cfg.hires.model, weights=cfg.weights) if hires.uses_sr else None
+    loaded = load_model(cfg.ckpt, weights=cfg.weights, allow_download=cfg.allow_download)
+    sr_model = load_sr_model(cfg.hires.model, cfg.weights, cfg.allow_download) if hires.uses_sr else None
     module = GuidanceSampler(
         loaded.unet, loaded.text_encoder, loaded.schedule, int(loaded.config["data"]["resolution"]),
         sampler, guidance, hires, negative, seed=cfg.seed,
@@ -58,7 +58,7 @@ def run_sampling(cfg: DictConfig) -> Path:
     print(f"Sampling {len(prompts)} prompt(s) x {cfg.n}: {how}")
     manifest = generate_to_folder(
         module, prompts, cfg.n, out, OmegaConf.to_container(sampling, resolve=True), cfg.batch_size,
-        trainer_kwargs={"accelerator": cfg.device},
+        trainer_kwargs={"accelerator": cfg.device}, model=images_fingerprint(loaded, sr_model),
     )
     rows = [manifest[key] for key in sorted(manifest)]
     shown = write_grid(out, rows, prompts, cfg.n, how)

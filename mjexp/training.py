@@ -282,7 +282,8 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
         if cfg.evaluate and cfg.eval.grid:
             from mjexp.evaluate import evaluate_grid
 
-            results.update(evaluate_grid(cfg, export_dir, tracker, output_dir / "eval", data_checked=True))
+            # Its own eval/ folder: images of its earlier weights (a continued training) are made again.
+            results.update(evaluate_grid(cfg, export_dir, tracker, output_dir / "eval", ends_training=True))
         tracker.finish("FINISHED")
     except BaseException as error:
         status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"

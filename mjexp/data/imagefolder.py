@@ -9,7 +9,9 @@ centre-cropped to the resolution and kept in memory as uint8 (N x 3 x R x R byte
 surface before training and epochs cost no decoding. Problems with single rows (missing, corrupt,
 truncated, zero-byte or too large images, non-UTF-8 or empty captions) skip the row and are
 counted in one :class:`ImageFolderWarning`; problems with the folder or the metadata structure
-(no folder, no metadata, malformed JSON, missing columns) are errors naming the file and line.
+(no folder, no metadata, malformed JSON, missing columns) are errors naming the file and line, and
+so is a row naming a file outside ``root`` (an absolute path, ``..`` or a symlink leading out),
+unless ``allow_outside_root``: a downloaded dataset must not read arbitrary files of this machine.
 
 Splits hash each file name into train/judge/val/test by fraction, so adding files never moves
 others and all captions of one image share a split.
@@ -106,10 +108,25 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield reader.line_num, record
 
 
-def read_metadata(root: Path, caption_column: str, skipped: SkipLog) -> tuple[list[MetadataRow], set[str]]:
+def check_inside_root(root: Path, file_name: str, where: str, option: str | None = "data.allow_outside_root") -> None:
+    """Refuse a row whose file resolves outside ``root``; the message names the ``option`` that allows it."""
+    try:
+        inside = (root / file_name).resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError, ValueError):  # a NUL byte or a symlink loop: no file, counted as missing
+        return
+    if not inside:
+        allow = f", or set {option}=true if you trust this metadata" if option else ""
+        raise ValueError(f"{where}: file_name {file_name!r} lies outside the folder {str(root)!r}; "
+                         f"move the file into the folder{allow}")
+
+
+def read_metadata(
+    root: Path, caption_column: str, skipped: SkipLog, allow_outside_root: bool = False
+) -> tuple[list[MetadataRow], set[str]]:
     """Usable rows of the folder's metadata and every file name it lists.
 
-    Rows with bad text or missing files go to ``skipped``.
+    Rows with bad text or missing files go to ``skipped``; a row outside ``root`` is an error
+    unless ``allow_outside_root``.
     """
     path = find_metadata(root)
     rows, listed = [], set()
@@ -123,6 +140,8 @@ def read_metadata(root: Path, caption_column: str, skipped: SkipLog) -> tuple[li
                 raise ValueError(f"{path} line {line}: {name} must be a string, got {value!r}")
         listed.add(file_name or "")
         where = f"line {line}"
+        if file_name and not allow_outside_root:
+            check_inside_root(root, file_name, f"{path} {where}")
         if not _is_utf8(file_name or "") or not _is_utf8(caption or ""):
             skipped.add("non-UTF-8 text", where)
         elif not caption or not caption.strip():
@@ -159,9 +178,11 @@ class ImageFolderDataModule(CaptionedImageDataModule):
         num_workers: int = 0,
         caption_column: str = "text",
         max_pixels: int = PIL_MAX_PIXELS,
+        allow_outside_root: bool = False,
     ) -> None:
         super().__init__(resolution, batch_size, num_workers, seed)
         self.root, self.caption_column, self.max_pixels = Path(root), caption_column, max_pixels
+        self.allow_outside_root = allow_outside_root
         self.fractions = split_fractions(judge_fraction, val_fraction, test_fraction)
         self._loaded: tuple[torch.Tensor, list[MetadataRow]] | None = None
         self._shorter_sides: np.ndarray | None = None  # per loaded row, of its file
@@ -170,7 +191,7 @@ class ImageFolderDataModule(CaptionedImageDataModule):
         """Decode every usable row once: uint8 images (N, 3, R, R) and their rows; warns once."""
         if self._loaded is None:
             skipped = SkipLog()
-            candidates, listed = read_metadata(self.root, self.caption_column, skipped)
+            candidates, listed = read_metadata(self.root, self.caption_column, skipped, self.allow_outside_root)
             images, rows, sides = [], [], []
             for row in candidates:
                 try:

@@ -62,7 +62,7 @@ def load_rgb(path: Path, resolution: int, max_pixels: int = PIL_MAX_PIXELS) -> L
         raise UnusableImage("missing file", str(exc)) from exc
     except Image.DecompressionBombError as exc:
         raise UnusableImage("too large", str(exc)) from exc
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError) as exc:  # ValueError: a text chunk inflating too far
         raise UnusableImage("unreadable", str(exc)) from exc
     with image:
         width, height = image.size

@@ -141,12 +141,24 @@ def _huge_png() -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
 
 
+def _text_bomb_png() -> bytes:
+    """A small PNG whose zTXt chunk inflates to 50 MB (PIL refuses text chunks past 1 MB)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor = zlib.compressobj(9)
+    inflated = b"".join(compressor.compress(bytes(1 << 20)) for _ in range(50)) + compressor.flush()
+    png = _noise_png()
+    return png[:33] + chunk(b"zTXt", b"Comment\0\0" + inflated) + png[33:]  # right after IHDR
+
+
 # name: (file bytes or None for no file, caption bytes, expected skip reason or None if the image is kept)
 BAD_ROWS = {
     "corrupt": (b"GIF89a then garbage", b"x", "1 unreadable"),
     "truncated": (_noise_png()[:200], b"x", "1 unreadable"),
     "zero-byte": (b"", b"x", "1 unreadable"),
     "huge": (_huge_png(), b"x", "1 too large"),
+    "zTXt bomb": (_text_bomb_png(), b"x", "1 unreadable"),
     "missing file": (None, b"x", "1 missing file"),
     "non-UTF-8 caption": (_noise_png(), b"caf\xe9", "1 non-UTF-8 text"),
     "empty caption": (_noise_png(), b"  ", "1 empty caption"),
@@ -179,6 +191,8 @@ def test_imagefolder_bad_rows_are_counted_or_converted(tmp_path: Path, kind: str
     messages = [str(w.message) for w in caught if issubclass(w.category, ImageFolderWarning)]
     if reason is not None:
         assert len(messages) == 1 and f"skipped 1 of 5 rows: {reason}" in messages[0] and "line 5" in messages[0]
+        if reason in ("1 unreadable", "1 too large"):
+            assert "line 5 'odd.png'" in messages[0]  # the file is named
         assert len(train) == 4
         return
     assert messages == [] and len(train) == 5

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import struct
 from pathlib import Path
 from typing import Callable
 
@@ -153,3 +155,30 @@ def test_sampling_from_a_checkpoint_of_another_unet_config_names_the_keys(traine
     path = copied_checkpoint(trained, tmp_path, narrower)
     with pytest.raises(CheckpointError, match=rf"{path} does not fit this U-Net configuration \(shape mismatches"):
         load_model(path)
+
+
+def _break_safetensors(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    size = struct.unpack("<Q", data[:8])[0]
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "huge header length":
+        path.write_bytes(struct.pack("<Q", 2**62) + data[8:])
+    else:  # huge tensor sizes: the header claims 1e12 floats in a file of kilobytes
+        header = json.loads(data[8 : 8 + size])
+        name = next(k for k in header if k != "__metadata__")
+        header[name].update(shape=[10**12], data_offsets=[0, 4 * 10**12])
+        text = json.dumps(header).encode()
+        path.write_bytes(struct.pack("<Q", len(text)) + text + data[8 + size :])
+
+
+@pytest.mark.parametrize("how", ["truncated", "huge header length", "huge tensor sizes"])
+def test_a_broken_safetensors_file_is_one_line_naming_it(trained: Path, tmp_path: Path, how: str) -> None:
+    export = tmp_path / "export"
+    shutil.copytree(trained / "export", export)
+    _break_safetensors(export / "ema.safetensors", how)
+    with pytest.raises(CheckpointError) as error:
+        load_model(export)
+    message = str(error.value)
+    assert message.startswith(f"cannot load weights {export / 'ema.safetensors'}: it is truncated or corrupted (")
+    assert "\n" not in message

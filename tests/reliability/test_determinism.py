@@ -40,7 +40,8 @@ def pngs(folder: Path) -> dict[str, np.ndarray]:
 def generate(module: GuidanceSampler, folder: Path, batch_size: int, **trainer_kwargs) -> dict[str, np.ndarray]:
     settings = {"test": "determinism"}
     generate_to_folder(module, PROMPTS, SAMPLES, folder, settings, batch_size,
-                       trainer_kwargs={"accelerator": "cpu", "enable_progress_bar": False, **trainer_kwargs})
+                       trainer_kwargs={"accelerator": "cpu", "enable_progress_bar": False, **trainer_kwargs},
+                       model="the trained export")  # every folder here is new: nothing to tell apart
     return pngs(folder)
 
 

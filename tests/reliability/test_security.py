@@ -12,6 +12,7 @@ import ast
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -210,6 +211,110 @@ def test_saved_config_can_only_name_registered_components(
     (export / "config.yaml").write_text(OmegaConf.to_yaml(config))
     with pytest.raises(ValueError, match=message):
         load_model(export)
+
+
+def imagefolder_with_rows(root: Path, outside: Path, names: list[str]) -> Path:
+    """An image folder with four good rows and one row per name in ``names``; ``outside`` holds a
+    readable image next to (not in) the folder."""
+    from PIL import Image
+
+    root.mkdir()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(outside)
+    lines = []
+    for i in range(4):
+        Image.new("RGB", (8, 8), (30, 200, 30)).save(root / f"good{i}.png")
+        lines.append({"file_name": f"good{i}.png", "text": "a green square"})
+    lines += [{"file_name": name, "text": "a secret"} for name in names]
+    (root / "metadata.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return root
+
+
+def imagefolder_data(root: Path, *overrides: str) -> Any:
+    from reliability_helpers import train_config
+    from mjexp.builders import build_datamodule
+
+    cfg = train_config(root.parent / "unused", "data=imagefolder", f"data.root={root}", "data.resolution=8",
+                       "data.batch_size=2", "data.judge_fraction=0", "data.val_fraction=0", "data.test_fraction=0",
+                       *overrides)
+    return build_datamodule(cfg.data)
+
+
+@pytest.mark.parametrize("how", ["relative", "absolute", "symlink"])
+def test_imagefolder_rows_outside_the_folder_are_refused(tmp_path: Path, how: str) -> None:
+    """A downloaded dataset's metadata cannot make training read other files of this machine;
+    ``data.allow_outside_root=true`` (the user's own choice) allows it."""
+    outside = tmp_path / "secret.png"
+    name = {"relative": "../secret.png", "absolute": str(outside), "symlink": "link.png"}[how]
+    root = imagefolder_with_rows(tmp_path / "data", outside, [name])
+    if how == "symlink":
+        (root / "link.png").symlink_to(outside)
+    where = re.escape(f"{root / 'metadata.jsonl'} line 5: file_name {name!r} lies outside the folder")
+    with pytest.raises(ValueError, match=rf"{where} .*data\.allow_outside_root=true"):
+        imagefolder_data(root).dataset("train")
+    assert len(imagefolder_data(root, "data.allow_outside_root=true").dataset("train")) == 5
+
+
+def test_scored_image_folder_rows_outside_the_folder_are_refused(tmp_path: Path) -> None:
+    """``mjexp.eval images=DIR`` shows the images in its report: a row cannot pull in another file."""
+    from mjexp.evaluate import read_image_folder
+
+    root = imagefolder_with_rows(tmp_path / "images", tmp_path / "secret.png", ["../secret.png"])
+    with pytest.raises(ValueError, match=r"metadata.jsonl row 5: file_name '\.\./secret\.png' lies outside the folder"):
+        read_image_folder(root)
+
+
+def with_text_encoder(trained: Path, tmp_path: Path, text_encoder: dict) -> Path:
+    """A copy of the trained export whose config names another text encoder."""
+    from omegaconf import OmegaConf
+
+    export = tmp_path / "export"
+    shutil.copytree(trained / "export", export)
+    config = OmegaConf.to_container(OmegaConf.load(export / "config.yaml"))
+    config["text_encoder"] = text_encoder
+    (export / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    return export
+
+
+HUB_ENCODER = {"name": "hf", "name_or_path": "mjexp-test/not-on-this-machine", "max_length": 16,
+               "cache_dir": None, "allow_download": True}
+
+
+def test_a_loaded_export_cannot_switch_downloads_on(trained: Path, tmp_path: Path) -> None:
+    """An export whose config asks its text encoder to download is loaded offline, with a warning;
+    the real encoder then fails locally (it never tried the network)."""
+    export = with_text_encoder(trained, tmp_path, HUB_ENCODER)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(RuntimeError, match=r"'mjexp-test/not-on-this-machine' locally \(allow_download=false\)"):
+            load_model(export)
+    assert any(f"{export} asks for text_encoder.allow_download=true; ignored" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize(("exported", "allowed"), [(True, False), (False, False), (False, True), (True, True)])
+def test_downloads_follow_the_users_setting_only(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exported: bool, allowed: bool
+) -> None:
+    """What reaches the text encoder is the user's ``allow_download`` (sample's ``allow_download=``,
+    eval's ``eval.allow_download``), whatever the export says."""
+    import mjexp.export
+
+    export = with_text_encoder(trained, tmp_path, {**HUB_ENCODER, "allow_download": exported})
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def record(text_cfg: dict, domain_clip_path: Any = None) -> None:
+        seen.append(text_cfg["allow_download"])
+        raise Stop
+
+    monkeypatch.setattr(mjexp.export, "build_text_encoder", record)
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(Stop):
+        warnings.simplefilter("always")
+        load_model(export, allow_download=allowed)
+    assert seen == [allowed]
+    ignored = [w for w in caught if "allow_download=true; ignored" in str(w.message)]
+    assert len(ignored) == (exported and not allowed)
 
 
 def test_documented_mlflow_servers_bind_localhost() -> None:
