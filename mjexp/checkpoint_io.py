@@ -2,7 +2,8 @@
 
 - Loading always uses ``torch.load(weights_only=True)``: a checkpoint is data, never code.
 - Saving writes a temporary file next to the target, fsyncs it and renames it over the target,
-  so a crash mid-save leaves the previous checkpoint intact, never a truncated one.
+  so a crash mid-save leaves the previous checkpoint intact, never a truncated one. A full disk is
+  one :class:`~mjexp.disk_space.DiskFullError` naming the file and the space left.
 - A checkpoint that cannot be read (zero bytes, truncated, corrupted, or a pickle that asks to
   run code) raises :class:`CheckpointError` naming the file; so does a safetensors file that is
   truncated or whose header does not fit the file (:func:`load_safetensors`).
@@ -19,22 +20,30 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors.torch import load_file
 
+from mjexp.disk_space import names_full_disk
+
+RESUME_HINT = "free space, then resume with ckpt_path=last"
+# The temporary files of atomic_write (".<name>.<random>.tmp"); one left by a killed process is debris.
+TEMP_FILE_PATTERN = ".*.*.tmp"
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint file that cannot be used; the message names it and why."""
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Run ``write(tmp)`` on a temp file in the target's folder, fsync, then rename onto ``path``."""
+    """Run ``write(tmp)`` on a temp file in the target's folder, fsync, then rename onto ``path``
+    (training outputs: a full disk is resumed from, after freeing space, with ``ckpt_path=last``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        with names_full_disk(path, RESUME_HINT):
+            write(tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
         directory = os.open(path.parent, os.O_RDONLY)
         try:
@@ -45,15 +54,16 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def load_torch_file(path: str | Path, map_location: Any = "cpu") -> Any:
-    """``torch.load(weights_only=True)`` with one clear error for every way a file can be bad."""
+def load_torch_file(path: str | Path, map_location: Any = "cpu", mmap: bool = False) -> Any:
+    """``torch.load(weights_only=True)`` with one clear error for every way a file can be bad
+    (``mmap``: tensors are mapped, not read, e.g. to look at a checkpoint's step)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes); it was probably cut off while being written")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as error:  # noqa: BLE001 - every failure becomes one message naming the file
         text = str(error)
         if "Weights only load failed" in text or "Unsupported global" in text or "Unsupported operand" in text:
