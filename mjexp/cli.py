@@ -1,9 +1,12 @@
 """What the command-line entry points share: user errors end in one line and exit status 2.
 
-A config, checkpoint, data or preflight problem is the user's to fix, and a traceback only hides
-the one sentence that says how; ``MJEXP_DEBUG=1`` shows the traceback anyway. Inside a Hydra
-multirun the error is re-raised instead: exiting would end the whole sweep, while a raised error
-fails only this job (Hydra records it, the other jobs run, the sweep summary names it).
+A config, checkpoint, data, preflight or full-disk problem is the user's to fix, and a traceback
+only hides the one sentence that says how; ``MJEXP_DEBUG=1`` shows the traceback anyway. Inside a
+Hydra multirun the error is re-raised instead: exiting would end the whole sweep, while a raised
+error fails only this job (Hydra records it, the other jobs run, the sweep summary names it).
+
+A stop signal (SIGTERM, SIGINT, SLURM's SIGUSR1/2) ends the command, sweep included, with exit
+status 128 + the signal number after the run saved what it can (:mod:`mjexp.signals`).
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from evaluation.preflight import PreflightError
     from mjexp.checkpoint_io import CheckpointError
     from mjexp.diffusion.module import NonFiniteLossError
+    from mjexp.disk_space import DiskFullError
 
-    return (ValueError, FileNotFoundError, CheckpointError, PreflightError, NonFiniteLossError)
+    return (ValueError, FileNotFoundError, CheckpointError, PreflightError, NonFiniteLossError, DiskFullError)
 
 
 def in_multirun() -> bool:
@@ -37,15 +41,19 @@ def in_multirun() -> bool:
 
 def reports_user_errors(task: F) -> F:
     """Wrap a Hydra task function: known user errors -> ``error: <message>`` on stderr, exit 2;
-    third-party log noise filtered (:mod:`mjexp.log_noise`)."""
+    stop signals -> exit 128 + signal; third-party log noise filtered (:mod:`mjexp.log_noise`)."""
 
     @functools.wraps(task)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from mjexp import signals
         from mjexp.log_noise import quiet_third_party_logs
 
         quiet_third_party_logs()
         try:
-            return task(*args, **kwargs)
+            with signals.handling_stop_signals():
+                return task(*args, **kwargs)
+        except signals.Interrupted as stop:
+            signals.exit_for(stop)
         except user_errors() as error:
             if os.environ.get("MJEXP_DEBUG") or in_multirun():
                 raise

@@ -623,24 +623,26 @@ def score_folder(cfg: DictConfig, folder: str | Path, tracker: Tracker, out_dir:
 def run_evaluation(cfg: DictConfig) -> dict[str, float]:
     """``python -m mjexp.eval``: one parent MLflow run (tagged with the evaluated training run)."""
     from mjexp.config import validate
+    from mjexp.run_lock import run_folder_lock
+    from mjexp.signals import final_status
     from mjexp.training import open_tracker
 
     validate(cfg)
     if (cfg.ckpt is None) == (cfg.images is None):
         raise ValueError("give exactly one of ckpt=PATH (export folder, .ckpt or mlflow:<run_id>) or images=DIR")
     out_dir = Path(cfg.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tracker = open_tracker(cfg, out_dir, None)
-    try:
-        tracker.set_tags({"mjexp.evaluates": evaluated_run(cfg.ckpt) if cfg.ckpt else str(cfg.images)})
-        if cfg.ckpt:
-            metrics = evaluate_grid(cfg, cfg.ckpt, tracker, out_dir)
-        else:
-            metrics = score_folder(cfg, cfg.images, tracker, out_dir)
-        tracker.finish("FINISHED")
-    except BaseException as error:
-        tracker.finish("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED", error=repr(error))
-        raise
+    with run_folder_lock(out_dir):
+        tracker = open_tracker(cfg, out_dir, None)
+        try:
+            tracker.set_tags({"mjexp.evaluates": evaluated_run(cfg.ckpt) if cfg.ckpt else str(cfg.images)})
+            if cfg.ckpt:
+                metrics = evaluate_grid(cfg, cfg.ckpt, tracker, out_dir)
+            else:
+                metrics = score_folder(cfg, cfg.images, tracker, out_dir)
+            tracker.finish("FINISHED")
+        except BaseException as error:
+            tracker.finish(final_status(error), error=repr(error))
+            raise
     print(f"Report: {out_dir / 'report.html'}\nMLflow: {tracker.ui_hint}")
     return metrics
 

@@ -9,7 +9,8 @@ Layout of a generation folder::
 Rows are appended (and fsynced) only after an item's PNGs are on disk, so a killed run leaves a
 manifest that lists exactly the finished items; re-running skips them, so the final set has no
 duplicates and no gaps. Under DDP every rank appends to its own shard (``manifest.rank<k>.jsonl``)
-and :func:`read_manifest` merges them.
+and :func:`read_manifest` merges them. A stop signal (:mod:`mjexp.signals`) ends generation after
+the batch being written; a full disk is one error naming the file.
 
 A finished item is reused only when everything that made it matches: each row records its source
 (the models' fingerprint, resolution, seed and sampling settings) and its prompt. An item whose
@@ -21,8 +22,8 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -33,9 +34,12 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from mjexp import signals
 from mjexp.checkpoint_io import atomic_write
+from mjexp.disk_space import append_durably, names_full_disk
 
 MANIFEST = "manifest.jsonl"
+CONTINUE = "rerun into the same output folder (a training: with ckpt_path=last) to continue after the finished images"
 MANIFEST_SHARDS = "manifest*.jsonl"
 NOT_RECORDED = "not recorded"  # a manifest field written before mjexp recorded it
 # Settings keys added after generation folders were first written, with the value that made those
@@ -179,6 +183,15 @@ class ManifestWriter(BasePredictionWriter):
         self.folder, self.source = folder, dict(source)
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
+        with names_full_disk(self.folder, f"free space, then {CONTINUE}"):
+            self.write_batch(trainer, prediction)
+        if trainer.strategy.reduce_boolean_decision(signals.requested() is not None, all=False):
+            done = len(read_manifest(self.folder))
+            detail = f"with {done} images in {self.folder}; {CONTINUE}"
+            raise signals.Interrupted(signals.requested() or signal.SIGTERM, detail)
+
+    def write_batch(self, trainer: L.Trainer, prediction: Mapping[str, Any]) -> None:
+        """The batch's PNGs, then its manifest rows."""
         shard = self.folder / (MANIFEST if trainer.world_size == 1 else f"manifest.rank{trainer.global_rank}.jsonl")
         rows = []
         for k, (i, j) in enumerate(zip(prediction["prompt_index"].tolist(), prediction["sample_index"].tolist())):
@@ -193,10 +206,7 @@ class ManifestWriter(BasePredictionWriter):
                 Image.fromarray(to_png_array(prediction["base_images"][k])).save(self.folder / "base" / name)
                 row["base_file"] = f"base/{name}"
             rows.append(json.dumps(row))
-        with open(shard, "a", encoding="utf-8") as f:
-            f.write("\n".join(rows) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_durably(shard, ("\n".join(rows) + "\n").encode("utf-8"))
 
 
 def collate_items(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -256,7 +266,8 @@ def generate_to_folder(
                   "enable_checkpointing": False, **dict(trainer_kwargs or {})}
         callbacks = [ManifestWriter(folder, source), *kwargs.pop("callbacks", [])]
         trainer = L.Trainer(callbacks=callbacks, **kwargs)
-        trainer.predict(sampler_module, loader, return_predictions=False)
+        with signals.deferred():  # a stop signal ends it after the batch being written (ManifestWriter)
+            trainer.predict(sampler_module, loader, return_predictions=False)
     manifest = read_manifest(folder)
     missing = sorted(expected - set(manifest))
     if missing:

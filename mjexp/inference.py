@@ -12,6 +12,7 @@ from mjexp.builders import describe_sampling, sampling_settings
 from mjexp.config import validate
 from mjexp.export import images_fingerprint, load_model, load_sr_model
 from mjexp.generation import generate_to_folder, load_images
+from mjexp.run_lock import run_folder_lock
 from mjexp.sampling.module import GuidanceSampler
 from mjexp.sampling.runtime import Runtime
 
@@ -56,10 +57,11 @@ def run_sampling(cfg: DictConfig) -> Path:
     out = Path(cfg.output_dir)
     how = describe_sampling(sampling)
     print(f"Sampling {len(prompts)} prompt(s) x {cfg.n}: {how}")
-    manifest = generate_to_folder(
-        module, prompts, cfg.n, out, OmegaConf.to_container(sampling, resolve=True), cfg.batch_size,
-        trainer_kwargs={"accelerator": cfg.device}, model=images_fingerprint(loaded, sr_model),
-    )
+    with run_folder_lock(out):
+        manifest = generate_to_folder(
+            module, prompts, cfg.n, out, OmegaConf.to_container(sampling, resolve=True), cfg.batch_size,
+            trainer_kwargs={"accelerator": cfg.device}, model=images_fingerprint(loaded, sr_model),
+        )
     rows = [manifest[key] for key in sorted(manifest)]
     shown = write_grid(out, rows, prompts, cfg.n, how)
     print(f"{len(rows)} images in {out / 'images'}; grid {out / 'grid.png'}"

@@ -3,22 +3,23 @@
 One MLflow parent run per invocation holds the whole story: the resolved config as params, the
 domain-CLIP retrieval accuracy, the training curves, the exported weights and, when
 ``evaluate=true``, the evaluation of ``eval.grid`` in nested runs. A failure marks the run FAILED
-with its error; what was already written (checkpoints, journal) stays on disk.
+with its error, a stop signal KILLED (after a checkpoint at the current step, :mod:`mjexp.signals`);
+what was already written (checkpoints, journal) stays on disk. One live run per output folder
+(:mod:`mjexp.run_lock`); what a resume continues, and whether it may, is :mod:`mjexp.resume`'s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import traceback
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from mjexp.builders import (
@@ -30,73 +31,24 @@ from mjexp.builders import (
     domain_clip_data,
     train_or_reuse_domain_clip,
 )
-from mjexp.checkpoint_io import CheckpointError, SafeCheckpointIO, load_torch_file
+from mjexp import signals
+from mjexp.checkpoint_io import SafeCheckpointIO
+from mjexp.cli import in_multirun
 from mjexp.config import validate
 from mjexp.data_requirements import check_evaluation_data, check_training_data, enforce
 from mjexp.diffusion.module import DiffusionModule, OptimSettings
 from mjexp.export import export_model
 from mjexp.progress import TrainingProgress, ValidationSteps
+from mjexp.resume import (
+    CHECKPOINT_DIR, EXPORT_DIR, RUN_INFO, Resume, continued_folder, open_resume, refuse_to_overwrite, remove_debris,
+)
+from mjexp.run_lock import run_folder_lock
+from mjexp.step_checkpoint import StepCheckpoint
 from mjexp.tracking.journal import JOURNAL_NAME, Journal
 from mjexp.tracking.hydra_job import hydra_job_tags
 from mjexp.tracking.lightning import SafeMLFlowLogger
 from mjexp.tracking.mlflow import Tracker, resolve_tracking_uri
 from mjexp.tracking.provenance import provenance_tags, write_provenance_files
-
-RUN_INFO = "run.json"
-CHECKPOINT_DIR = "checkpoints"
-
-
-@dataclass
-class Resume:
-    """Where a resumed training continues: its checkpoint, output folder and MLflow run."""
-
-    checkpoint: Path
-    output_dir: Path
-    run_id: str | None
-
-
-def readable_checkpoint(folder: Path) -> Path:
-    """``last.ckpt`` if it loads, else the newest step checkpoint that does (with a warning)."""
-    candidates = [folder / "last.ckpt"] + sorted(folder.glob("step=*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    problems = []
-    for candidate in candidates:
-        if not candidate.exists():
-            continue
-        try:
-            load_torch_file(candidate)
-        except CheckpointError as error:
-            problems.append(str(error))
-            continue
-        if problems:
-            warnings.warn("; ".join(problems) + f"; resuming from {candidate} instead", stacklevel=2)
-        return candidate
-    raise CheckpointError(
-        f"no readable checkpoint in {folder}" + (": " + "; ".join(problems) if problems else "")
-    )
-
-
-def resolve_resume(ckpt_path: str | None, output_dir: Path) -> Resume | None:
-    """``last``: the newest run of this experiment (same output root) with checkpoints; or a path."""
-    if not ckpt_path:
-        return None
-    if ckpt_path == "last":
-        own = output_dir / CHECKPOINT_DIR
-        siblings = [p for p in output_dir.parent.glob(f"*/{CHECKPOINT_DIR}") if p != own and any(p.glob("*.ckpt"))]
-        folders = [own] if any(own.glob("*.ckpt")) else sorted(siblings, key=lambda p: p.stat().st_mtime, reverse=True)
-        if not folders:
-            raise CheckpointError(
-                f"ckpt_path=last: no checkpoints under {output_dir.parent}/*/{CHECKPOINT_DIR}; "
-                "pass ckpt_path=PATH to a .ckpt file"
-            )
-        checkpoint = readable_checkpoint(folders[0])
-    else:
-        checkpoint = Path(ckpt_path)
-        load_torch_file(checkpoint)  # fail now, naming the file, if it is unusable
-    run_dir = checkpoint.resolve().parent.parent
-    info = run_dir / RUN_INFO
-    run_id = json.loads(info.read_text()).get("mlflow_run_id") if info.exists() else None
-    return Resume(checkpoint, run_dir, run_id)
-
 
 def is_primary_process() -> bool:
     """False in the extra processes a distributed launcher starts (Lightning DDP, torchrun, SLURM).
@@ -131,19 +83,7 @@ def open_tracker(cfg: DictConfig, output_dir: Path, resume: Resume | None) -> Tr
 
 def build_trainer(cfg: DictConfig, output_dir: Path, logger: Any) -> L.Trainer:
     t = cfg.trainer
-    checkpoints = ModelCheckpoint(
-        dirpath=output_dir / CHECKPOINT_DIR,
-        filename="step={step:06d}",
-        auto_insert_metric_name=False,
-        every_n_train_steps=t.checkpoint_every_n_steps,
-        save_last=True,
-        save_top_k=2,
-        monitor="step",
-        mode="max",
-        # Save when the step is due. Otherwise Lightning defers a save due at an epoch's last batch
-        # to a validation that may never run at that step, losing that (possibly final) checkpoint.
-        save_on_train_epoch_end=True,
-    )
+    checkpoints = StepCheckpoint(output_dir / CHECKPOINT_DIR, t.checkpoint_every_n_steps)
     return L.Trainer(
         accelerator=t.accelerator,
         devices=t.devices,
@@ -219,15 +159,37 @@ def check_data(cfg: DictConfig, datamodule: Any, evaluating: bool) -> dict[str, 
     return enforce(*checks)
 
 
+@contextlib.contextmanager
+def claimed_run_folder(cfg: DictConfig, requested: dict[str, Any]) -> Iterator[tuple[Path, Resume | None]]:
+    """This run's folder, locked for as long as the run lasts, and the checkpoint it continues."""
+    output_dir = Path(cfg.output_dir)
+    continued = continued_folder(cfg.ckpt_path, output_dir, in_multirun(), signals.requeued_slurm_job())
+    run_dir = continued or output_dir
+    # The other processes of a distributed run share the primary's folder.
+    with run_folder_lock(run_dir) if is_primary_process() else contextlib.nullcontext():
+        if is_primary_process():
+            remove_debris(run_dir)
+        if continued is None:
+            refuse_to_overwrite(run_dir)
+            yield run_dir, None
+        else:
+            yield run_dir, open_resume(cfg.ckpt_path, run_dir, requested)
+
+
 def run_training(cfg: DictConfig) -> dict[str, float]:
     """Train (or resume), export, optionally evaluate; returns the final metrics."""
     validate(cfg)
-    resume = resolve_resume(cfg.ckpt_path, Path(cfg.output_dir))
-    output_dir = resume.output_dir if resume else Path(cfg.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    with claimed_run_folder(cfg, resolved) as (output_dir, resume):
+        return train_in_folder(cfg, output_dir, resume, resolved)
+
+
+def train_in_folder(
+    cfg: DictConfig, output_dir: Path, resume: Resume | None, resolved: dict[str, Any]
+) -> dict[str, float]:
+    """:func:`run_training` once its folder is claimed."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # a trainable text encoder's init
     tracker = open_tracker(cfg, output_dir, resume)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
     try:
         if resume is None:
             tracker.log_params({k: v for k, v in resolved.items() if k != "output_dir"})
@@ -267,14 +229,15 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
         if resume is None:
             # A step-0 validation gives the untrained baseline that the final val/loss is judged against.
             trainer.validate(module, datamodule=datamodule, verbose=False)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume.checkpoint) if resume else None)
+        with signals.deferred():  # a stop signal: a checkpoint at the current step (StepCheckpoint)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume.checkpoint) if resume else None)
         validated = next(c for c in trainer.callbacks if isinstance(c, ValidationSteps)).steps
         if trainer.global_step not in validated:  # val/loss at the end, not only at the last multiple of the interval
             trainer.validate(module, datamodule=datamodule, verbose=False)
         if not trainer.is_global_zero:
             return {}
 
-        export_dir = export_model(module, resolved, output_dir / "export", clip_path)
+        export_dir = export_model(module, resolved, output_dir / EXPORT_DIR, clip_path)
         tracker.log_artifact(export_dir, "export")
         results = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
         if cfg.evaluate and not cfg.eval.grid:
@@ -286,8 +249,8 @@ def run_training(cfg: DictConfig) -> dict[str, float]:
             results.update(evaluate_grid(cfg, export_dir, tracker, output_dir / "eval", ends_training=True))
         tracker.finish("FINISHED")
     except BaseException as error:
-        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
-        tracker.finish(status, error="".join(traceback.format_exception_only(type(error), error)).strip())
+        message = "".join(traceback.format_exception_only(type(error), error)).strip()
+        tracker.finish(signals.final_status(error), error=message)
         raise
     print_summary(tracker, output_dir, export_dir)
     return results

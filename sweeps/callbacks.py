@@ -6,7 +6,8 @@ Registered in ``conf/train.yaml`` (``hydra/callbacks: sweep_report``). What it a
   with the basic, joblib and submitit launchers);
 * a job that failed before opening its MLflow run (an invalid config, a missing checkpoint) still
   gets a FAILED run with its error, so the experiment in MLflow lists every arm that was asked for;
-* a summary of which jobs failed and why is printed at the end.
+* a summary of which jobs failed and why is printed at the end; a job that a stop signal ended
+  (which ends the sweep) is listed as KILLED.
 
 Hydra's basic sweeper runs every job of a batch, then re-raises the first failure (exit status
 1) and never calls ``on_multirun_end``; the summary is therefore printed at interpreter exit in
@@ -43,6 +44,7 @@ class SweepReport(Callback):
 
     def __init__(self) -> None:
         self.sweep_dir: Path | None = None
+        self.running: JobRecord | None = None  # this process's job that has not ended (yet)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Absolute, and kept on this object: launchers hand it to every job (pickled for joblib
@@ -51,7 +53,21 @@ class SweepReport(Callback):
         start_log(self.sweep_dir)
         atexit.register(self._print_summary)
 
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        # What the summary says of this job if on_job_end never comes: a stop signal (SIGTERM,
+        # Ctrl+C) ends the job and the sweep with it, past Hydra's bookkeeping.
+        self.running = JobRecord(
+            num=int(config.hydra.job.num),
+            overrides=list(config.hydra.overrides.task),
+            status="KILLED",
+            output_dir=str(config.hydra.runtime.output_dir),
+            error="stopped before it finished (by a signal); rerun the sweep with ckpt_path=last to continue",
+        )
+
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        self.running = None
         if config.hydra.mode != RunMode.MULTIRUN:
             return
         output_dir = Path(config.hydra.runtime.output_dir)
@@ -81,6 +97,9 @@ class SweepReport(Callback):
         """Print the summary; returns the number of failed jobs."""
         if self.sweep_dir is None:
             return 0
+        if self.running is not None:
+            append_record(self.sweep_dir, self.running)
+            self.running = None
         records = read_records(self.sweep_dir)
         print(summary(records, self.sweep_dir), file=sys.stderr if any(r.failed for r in records) else sys.stdout)
         return sum(r.failed for r in records)
@@ -88,7 +107,7 @@ class SweepReport(Callback):
 
 def mlflow_run_id(output_dir: Path) -> str | None:
     """The MLflow run a training job opened (``run.json``), if it got that far."""
-    from mjexp.training import RUN_INFO
+    from mjexp.resume import RUN_INFO
 
     info = output_dir / RUN_INFO
     return json.loads(info.read_text()).get("mlflow_run_id") if info.exists() else None

@@ -22,6 +22,7 @@ class SafeMLFlowLogger(Logger):
     def __init__(self, tracker: Tracker) -> None:
         super().__init__()
         self.tracker = tracker
+        self._last_sent: tuple[int | None, dict[str, str]] | None = None
 
     @property
     def name(self) -> str:
@@ -51,4 +52,11 @@ class SafeMLFlowLogger(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        self.tracker.log_metrics({k: float(v) for k, v in metrics.items() if k != "epoch"}, step)
+        values = {k: float(v) for k, v in metrics.items() if k != "epoch"}
+        # A step's metrics are sent ahead of its checkpoint (mjexp.step_checkpoint); Lightning
+        # sends the same values again after it. (Compared as text: NaN, a skipped step's loss, != NaN.)
+        sent = (step, {k: repr(v) for k, v in values.items()})
+        if sent == self._last_sent:
+            return
+        self._last_sent = sent
+        self.tracker.log_metrics(values, step)

@@ -153,6 +153,7 @@ class Tracker:
         self.parent = parent
         self.root: Tracker = parent.root if parent else self
         self.enabled = enabled
+        self.resumed = resume_run_id is not None
         self.failed = not enabled
         self.outage = False  # on the root: some tracker of this invocation lost the store
         self._failure_reported = not enabled
@@ -260,6 +261,8 @@ class Tracker:
         """
         if error:
             self.set_tags({"error": error[:5000]})
+        elif self.resumed:  # the error an earlier, stopped attempt left no longer describes the run
+            self.set_tags({"error": ""})
 
         self._send(
             "finish", "closing the run", lambda: self.client.set_terminated(self.run_id, status=status), status=status

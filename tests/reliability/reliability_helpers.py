@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -76,28 +77,55 @@ def run_cli(module: str, *overrides: str, cwd: Path, timeout: float = 300) -> su
     )
 
 
-def kill_when(
-    module: str, overrides: list[str], cwd: Path, ready: Callable[[], bool], timeout: float = 300
-) -> subprocess.CompletedProcess:
+@dataclass
+class Signalled:
+    """How a process sent a signal ended: exit status, output, seconds from the signal to the end."""
+
+    returncode: int
+    output: str
+    seconds: float
+
+
+def kill_when(module: str, overrides: list[str], cwd: Path, ready: Callable[[], bool], timeout: float = 300) -> Signalled:
     """Start ``python -m module``, SIGKILL it as soon as ``ready()`` is true; fail if it ends first."""
+    done = signal_when(module, overrides, cwd, ready, signal.SIGKILL, timeout=timeout)
+    assert done.returncode == -signal.SIGKILL
+    return done
+
+
+def signal_when(
+    module: str,
+    overrides: list[str],
+    cwd: Path,
+    ready: Callable[[], bool],
+    signum: int,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+) -> Signalled:
+    """Start ``python -m module``, send it ``signum`` as soon as ``ready()`` is true and wait for it
+    to end; fail if it ends first. ``env`` adds to the environment."""
     log = cwd / f"{module}.{time.time_ns()}.log"
     with open(log, "w") as sink:
-        process = subprocess.Popen(cli_args(module, *overrides), cwd=cwd, env=cli_env(), stdout=sink, stderr=sink)
+        process = subprocess.Popen(
+            cli_args(module, *overrides), cwd=cwd, env={**cli_env(), **(env or {})}, stdout=sink, stderr=sink
+        )
         deadline = time.monotonic() + timeout
         try:
             while not ready():
                 if process.poll() is not None:
-                    raise AssertionError(f"{module} ended (exit {process.returncode}) before it could be killed:\n{log.read_text()[-3000:]}")
+                    raise AssertionError(f"{module} ended (exit {process.returncode}) before it could be signalled:\n{log.read_text()[-3000:]}")
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"{module} did not reach the kill point in {timeout} s:\n{log.read_text()[-3000:]}")
+                    raise AssertionError(f"{module} did not reach the signal point in {timeout} s:\n{log.read_text()[-3000:]}")
                 time.sleep(0.005)
-            process.send_signal(signal.SIGKILL)
+            process.send_signal(signum)
+            sent = time.monotonic()
+            process.wait(timeout=timeout)
+            seconds = time.monotonic() - sent
         finally:
             if process.poll() is None:
                 process.kill()
             process.wait()
-    assert process.returncode == -signal.SIGKILL
-    return subprocess.CompletedProcess(process.args, process.returncode, log.read_text(), "")
+    return Signalled(process.returncode, log.read_text(), seconds)
 
 
 def journal_steps(out: Path, metric: str) -> list[int]:

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from reliability_helpers import train
 from mjexp.checkpoint_io import CheckpointError, SafeCheckpointIO, atomic_write, load_torch_file
 from mjexp.export import load_model
-from mjexp.training import resolve_resume
+from mjexp.resume import continued_folder, open_resume
 
 
 def test_atomic_write_goes_through_a_synced_temp_file_next_to_the_target(tmp_path: Path, monkeypatch) -> None:
@@ -80,12 +80,14 @@ def test_bad_last_checkpoint_is_named_and_resume_falls_back(trained: Path, tmp_p
 
     with pytest.raises(CheckpointError, match=str(last)):
         load_torch_file(last)
+    requested = torch.load(last.with_name("step=000004.ckpt"), weights_only=True)["mjexp_config"]
+    assert continued_folder("last", tmp_path / "new-run", own_folder_only=False, requeued=False) == run
     with pytest.warns(UserWarning, match=rf"{last}.*resuming from .*step=000004\.ckpt"):
-        resume = resolve_resume("last", tmp_path / "new-run")
+        resume = open_resume("last", run, requested)
     assert resume.checkpoint == run / "checkpoints" / "step=000004.ckpt"
     assert resume.output_dir == run
     with pytest.raises(CheckpointError, match=str(last)):  # an explicit path is never swapped for another
-        resolve_resume(str(last), tmp_path / "new-run")
+        open_resume(str(last), run, requested)
 
 
 def test_no_readable_checkpoint_is_one_error_listing_each_file(trained: Path, tmp_path: Path) -> None:
@@ -94,7 +96,7 @@ def test_no_readable_checkpoint_is_one_error_listing_each_file(trained: Path, tm
     for path in folder.glob("*.ckpt"):
         path.write_bytes(b"")
     with pytest.raises(CheckpointError, match="no readable checkpoint") as error:
-        resolve_resume("last", tmp_path / "new-run")
+        open_resume("last", folder.parent, {})
     for path in folder.glob("*.ckpt"):
         assert str(path) in str(error.value)
 
@@ -134,8 +136,18 @@ def test_resuming_without_ema_state_is_an_error(trained: Path, tmp_path: Path) -
         train(tmp_path / "new-run", f"ckpt_path={path}", "trainer.max_steps=6", "tracking.enabled=false")
 
 
-def test_resuming_with_another_unet_config_names_the_mismatched_shapes(trained: Path, tmp_path: Path) -> None:
+def test_resuming_with_another_unet_config_names_the_keys(trained: Path, tmp_path: Path) -> None:
     path = copied_checkpoint(trained, tmp_path)
+    expected = rf"checkpoint {path} belongs to a run with another config \(unet\.channels: checkpoint 16 vs requested 8\)"
+    with pytest.raises(CheckpointError, match=expected):
+        train(tmp_path / "new-run", f"ckpt_path={path}", "unet.channels=8", "trainer.max_steps=6", "tracking.enabled=false")
+
+
+def test_resuming_weights_that_do_not_fit_their_config_names_the_mismatched_shapes(trained: Path, tmp_path: Path) -> None:
+    def narrower(checkpoint: dict) -> None:
+        checkpoint["mjexp_config"]["unet"]["channels"] = 8
+
+    path = copied_checkpoint(trained, tmp_path, narrower)
     expected = rf"checkpoint {path} does not fit this model \(shape mismatches \['unet\.time_mlp\.0\.weight: checkpoint \(64, 16\) vs model \(32, 8\)'"
     with pytest.raises(CheckpointError, match=expected):
         train(tmp_path / "new-run", f"ckpt_path={path}", "unet.channels=8", "trainer.max_steps=6", "tracking.enabled=false")

@@ -28,9 +28,9 @@ from evaluation.judge import load_judge
 from mjexp.builders import build_text_encoder, resolve_package_path
 from mjexp.checkpoint_io import CheckpointError, SafeCheckpointIO
 from mjexp.export import load_model
+from mjexp.resume import open_resume
 from mjexp.text.hf_encoder import HFTextEncoder
 from mjexp.text.openclip_encoder import OpenClipTextEncoder
-from mjexp.training import resolve_resume
 
 TINY_CLIP = {
     "embed_dim": 8,
@@ -75,9 +75,9 @@ def test_resume_and_lightning_loads_refuse_a_pickle(tmp_path: Path, sentinel: Pa
     path = write_pickle(tmp_path / "run" / "checkpoints" / "last.ckpt", sentinel, checkpoint_like)
     message = rf"cannot load checkpoint {path}: it contains pickled code or objects, which are never executed"
     with pytest.raises(CheckpointError, match=message):
-        resolve_resume(str(path), tmp_path / "new")
+        open_resume(str(path), tmp_path / "run", {})
     with pytest.raises(CheckpointError, match="no readable checkpoint"):
-        resolve_resume("last", tmp_path / "new")
+        open_resume("last", tmp_path / "run", {})
     with pytest.raises(CheckpointError, match=message):
         SafeCheckpointIO().load_checkpoint(path)
     assert not sentinel.exists()
