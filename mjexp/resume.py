@@ -70,7 +70,7 @@ def continued_folder(ckpt_path: str | None, output_dir: Path, own_folder_only: b
     if has_checkpoints(output_dir):
         return output_dir
     if own_folder_only:
-        print(f"ckpt_path=last: no checkpoint in {output_dir / CHECKPOINT_DIR} yet; starting this job at step 0")
+        print(f"No checkpoint in {output_dir / CHECKPOINT_DIR} yet: this job starts at step 0")
         return None
     siblings = [p for p in output_dir.parent.glob("*") if p != output_dir and has_checkpoints(p)]
     if not siblings:
