@@ -4,7 +4,8 @@
 (a job never takes a sibling's checkpoint; with none yet it starts from step 0), in a single run
 its folder, else the newest run folder of the same experiment (``<output root>/*``). A requeued
 SLURM job (``SLURM_RESTART_COUNT`` > 0) does the same without being asked. ``ckpt_path=PATH``
-continues the run folder that holds PATH.
+continues the run folder that holds PATH (``<run>/checkpoints/PATH``; a file elsewhere continues
+in this run's folder).
 
 In the folder it takes the newest checkpoint by training step that loads (a kill between writing
 ``step=N.ckpt`` and ``last.ckpt`` must not cost a step), after removing what a killed save left:
@@ -63,10 +64,11 @@ def continued_folder(ckpt_path: str | None, output_dir: Path, own_folder_only: b
     if not ckpt_path:
         return None
     if ckpt_path != "last":
-        checkpoint = Path(ckpt_path)
+        checkpoint = Path(ckpt_path).resolve()
         if not checkpoint.is_file():
             raise CheckpointError(f"ckpt_path={ckpt_path}: checkpoint {checkpoint} does not exist")
-        return checkpoint.resolve().parent.parent
+        # A checkpoint from outside a run folder continues in this run's folder.
+        return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINT_DIR else output_dir
     if has_checkpoints(output_dir):
         return output_dir
     if own_folder_only:

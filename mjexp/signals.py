@@ -49,6 +49,7 @@ class Interrupted(BaseException):
 
 
 class _State:
+    active = False  # inside handling_stop_signals()
     signum: int | None = None  # the first stop signal received
     deferring = 0  # depth of deferred() blocks
 
@@ -71,11 +72,16 @@ def requested() -> int | None:
 
 
 def take_over() -> None:
-    """(Re)install the handlers: Lightning installs its own SIGTERM handler at the start of each
-    fit, which would end the loop where no checkpoint is written."""
-    if threading.current_thread() is threading.main_thread():
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, _handle)
+    """Reinstall the handlers (while :func:`handling_stop_signals` is active): Lightning installs its
+    own SIGTERM handler at the start of each fit, which would end the loop where no checkpoint is
+    written."""
+    if _State.active:
+        _install()
+
+
+def _install() -> None:
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _handle)
 
 
 @contextlib.contextmanager
@@ -86,14 +92,14 @@ def handling_stop_signals() -> Iterator[None]:
         yield
         return
     previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    _State.signum, _State.deferring = None, 0
-    take_over()
+    _State.active, _State.signum, _State.deferring = True, None, 0
+    _install()
     try:
         yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        _State.signum, _State.deferring = None, 0
+        _State.active, _State.signum, _State.deferring = False, None, 0
 
 
 @contextlib.contextmanager
@@ -106,12 +112,6 @@ def deferred() -> Iterator[None]:
         _State.deferring -= 1
     if _State.signum is not None:  # asked to stop after the last check
         raise Interrupted(_State.signum)
-
-
-def stop_if_requested(detail: str = "") -> None:
-    """Raise :class:`Interrupted` if a stop signal was received (call where stopping is safe)."""
-    if _State.signum is not None:
-        raise Interrupted(_State.signum, detail)
 
 
 def final_status(error: BaseException) -> str:
