@@ -71,7 +71,7 @@ def test_export_on_a_full_disk_names_the_file(trained: Path, tmp_path: Path, mon
 def test_images_on_a_full_disk_name_the_folder_and_leave_the_manifest_whole(tmp_path: Path, monkeypatch) -> None:
     folder = tmp_path / "generated"
     (folder / "images").mkdir(parents=True)
-    writer = ManifestWriter(folder, seed=0, settings={})
+    writer = ManifestWriter(folder, {"model": "m", "resolution": 16, "seed": 0, "settings": {}})
     trainer = SimpleNamespace(world_size=1, global_rank=0, strategy=SimpleNamespace(reduce_boolean_decision=lambda d, all: d))
     batch = {"prompt": ["a", "b"], "prompt_index": torch.tensor([0, 1]), "sample_index": torch.tensor([0, 0]),
              "images": torch.zeros(2, 3, 16, 16), "nfe": 1, "network_evals": 1}
