@@ -1,8 +1,8 @@
 """What the command-line entry points share: user errors end in one line and exit status 2.
 
-A config, checkpoint, data, preflight or full-disk problem is the user's to fix, and a traceback
-only hides the one sentence that says how; ``MJEXP_DEBUG=1`` shows the traceback anyway. Inside a
-Hydra multirun the error is re-raised instead: exiting would end the whole sweep, while a raised
+A config, checkpoint, data, preflight, full-disk or busy-folder problem is the user's to fix, and a
+traceback only hides the one sentence that says how; ``MJEXP_DEBUG=1`` shows the traceback anyway.
+Inside a Hydra multirun the error is re-raised instead: exiting would end the whole sweep, while a raised
 error fails only this job (Hydra records it, the other jobs run, the sweep summary names it).
 
 A stop signal (SIGTERM, SIGINT, SLURM's SIGUSR1/2) ends the command, sweep included, with exit
@@ -27,8 +27,12 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from mjexp.checkpoint_io import CheckpointError
     from mjexp.diffusion.module import NonFiniteLossError
     from mjexp.disk_space import DiskFullError
+    from mjexp.run_lock import RunFolderInUse
 
-    return (ValueError, FileNotFoundError, CheckpointError, PreflightError, NonFiniteLossError, DiskFullError)
+    return (
+        ValueError, FileNotFoundError, CheckpointError, PreflightError, NonFiniteLossError, DiskFullError,
+        RunFolderInUse,
+    )
 
 
 def in_multirun() -> bool:
