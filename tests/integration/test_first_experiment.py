@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -28,6 +29,7 @@ def write_folder(root: Path, n: int = 300) -> Path:
     return root
 
 
+@pytest.mark.slow  # five commands, ~60 s; the fast suite checks its parts (tests/unit/cli/test_data_requirements.py, test_sweeps_sqlite.py)
 def test_train_sample_eval_compare_on_300_images(tmp_path: Path) -> None:
     folder = write_folder(tmp_path / "photos")
     data = ("data=imagefolder", f"data.root={folder}")
