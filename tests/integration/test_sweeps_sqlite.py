@@ -72,38 +72,35 @@ def test_simultaneous_trackers_on_a_fresh_store(tmp_path: Path) -> None:
         assert_journal_acknowledged(tmp_path / f"job{i}")
 
 
-def test_four_parallel_joblib_jobs_then_compare(tmp_path: Path, cache_overrides: tuple[str, ...]) -> None:
-    """schedule_ablation on two schedules x zero-terminal SNR with the default settings: four trainings
-    at once (joblib) on a store none of them has created yet, then ``sweeps.compare`` over what they logged."""
+def test_parallel_default_jobs_then_compare(tmp_path: Path, cache_overrides: tuple[str, ...]) -> None:
+    """A researcher's first sweep with the default settings: ``debug=tiny``, an eval grid of two
+    guidance scales and two schedules as two trainings at once (joblib) on a store neither has
+    created yet, then ``sweeps.compare``. The default prompt set (auto) once left every run RUNNING
+    (its resolved name was logged over the config's "auto"), so compare found no arms."""
     done = run_multirun(
-        "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=4",
-        "+experiment=schedule_ablation", "schedule=linear,cosine",
-        # The default prompt set (auto): it once left every run RUNNING (its resolved name was logged
-        # over the config's "auto"), so compare found no arms.
-        "debug=tiny", "sampler.steps=4", "eval.grid.guidance.scale=[1.0,3.0]",
+        "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2",
+        "debug=tiny", "eval.grid.guidance.scale=[1.0,3.0]", "schedule=linear,cosine",
         *cache_overrides, cwd=tmp_path,
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, describe(done)
-    assert "4 of 4 jobs succeeded" in output
+    assert "2 of 2 jobs succeeded" in output
     for symptom in ("database is locked", "MLflow tracking failed", "MLflow refused", "alembic"):
         assert symptom not in output, describe(done)
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    parents, children = runs_by_kind(client, "schedule_ablation")
-    arms = sorted((r.data.params["schedule.kind"], r.data.params["schedule.zero_terminal_snr"]) for r in parents)
-    assert arms == [("cosine", "False"), ("cosine", "True"), ("linear", "False"), ("linear", "True")]
-    assert all(r.data.params["diffusion.parameterization"] == "v" for r in parents)
-    assert all(r.info.status == "FINISHED" for r in parents + children) and len(children) == 8
-    assert {r.data.tags["override.schedule"] for r in parents} == {"linear", "cosine"}
+    parents, children = runs_by_kind(client, "default")
+    assert sorted(r.data.params["schedule.kind"] for r in parents) == ["cosine", "linear"]
+    assert all(r.info.status == "FINISHED" for r in parents + children) and len(children) == 4
+    assert {(r.data.params["eval.prompt_set"], r.data.params["prompts.set"]) for r in parents} == {("auto", "shapes_single_v1")}
     for record in job_records(tmp_path):
         assert_journal_acknowledged(Path(record["output_dir"]))
 
-    result = compare("schedule_ablation", f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "cmp")
-    assert result.varying == ["schedule", "schedule.zero_terminal_snr", "guidance.scale"]
-    assert len(result.arms) == 8 and all(a.single_seed for a in result.arms)
+    result = compare("default", f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "cmp")
+    assert result.varying == ["schedule", "guidance.scale"] and not result.failed
+    assert len(result.arms) == 4 and all(a.single_seed for a in result.arms)
     with open(tmp_path / "cmp" / "comparison.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 8 and all(float(r["fid/judge:se_boot"]) > 0 and r["fid/judge:se_seeds"] == "nan" for r in rows)
+    assert len(rows) == 4 and all(float(r["fid/judge:se_boot"]) > 0 and r["fid/judge:se_seeds"] == "nan" for r in rows)
     assert "single seed" in (tmp_path / "cmp" / "comparison.md").read_text()
     assert (tmp_path / "cmp" / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
