@@ -46,7 +46,7 @@ from mjexp.run_lock import run_folder_lock
 from mjexp.step_checkpoint import StepCheckpoint
 from mjexp.tracking.journal import JOURNAL_NAME, Journal
 from mjexp.tracking.hydra_job import hydra_job_tags
-from mjexp.tracking.lightning import SafeMLFlowLogger
+from mjexp.tracking.lightning import SafeMLFlowLogger, ValidationAtItsStep
 from mjexp.tracking.mlflow import Tracker, resolve_tracking_uri
 from mjexp.tracking.provenance import provenance_tags, write_provenance_files
 
@@ -81,7 +81,7 @@ def open_tracker(cfg: DictConfig, output_dir: Path, resume: Resume | None) -> Tr
     return tracker
 
 
-def build_trainer(cfg: DictConfig, output_dir: Path, logger: Any) -> L.Trainer:
+def build_trainer(cfg: DictConfig, output_dir: Path, logger: SafeMLFlowLogger) -> L.Trainer:
     t = cfg.trainer
     checkpoints = StepCheckpoint(output_dir / CHECKPOINT_DIR, t.checkpoint_every_n_steps)
     return L.Trainer(
@@ -102,7 +102,7 @@ def build_trainer(cfg: DictConfig, output_dir: Path, logger: Any) -> L.Trainer:
         enable_progress_bar=False,  # Lightning's bar counts epochs; TrainingProgress counts steps
         enable_model_summary=False,
         logger=logger,
-        callbacks=[checkpoints, LearningRateMonitor(logging_interval="step"), ValidationSteps(),
+        callbacks=[checkpoints, LearningRateMonitor(logging_interval="step"), ValidationSteps(), ValidationAtItsStep(logger),
                    *([TrainingProgress(t.progress_every_n_steps)] if t.enable_progress_bar else [])],
         plugins=[SafeCheckpointIO()],
         default_root_dir=output_dir,

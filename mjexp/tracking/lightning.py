@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -23,6 +24,7 @@ class SafeMLFlowLogger(Logger):
         super().__init__()
         self.tracker = tracker
         self._last_sent: tuple[int | None, dict[str, str]] | None = None
+        self.validation_step: int | None = None  # set by ValidationAtItsStep while a validation runs
 
     @property
     def name(self) -> str:
@@ -53,6 +55,7 @@ class SafeMLFlowLogger(Logger):
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         values = {k: float(v) for k, v in metrics.items() if k != "epoch"}
+        step = self.validation_step if self.validation_step is not None else step
         # A step's metrics are sent ahead of its checkpoint (mjexp.step_checkpoint); Lightning
         # sends the same values again after it. (Compared as text: NaN, a skipped step's loss, != NaN.)
         sent = (step, {k: repr(v) for k, v in values.items()})
@@ -60,3 +63,17 @@ class SafeMLFlowLogger(Logger):
             return
         self._last_sent = sent
         self.tracker.log_metrics(values, step)
+
+
+class ValidationAtItsStep(Callback):
+    """Logs a validation at the step of the weights it measured. Inside fit, Lightning logs it at
+    the count of optimizer steps *before* the one just taken, one step behind ``train/loss``."""
+
+    def __init__(self, logger: SafeMLFlowLogger) -> None:
+        self.logger = logger
+
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        self.logger.validation_step = trainer.global_step
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        self.logger.validation_step = None

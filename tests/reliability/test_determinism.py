@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 from safetensors.torch import load_file
 
-from reliability_helpers import REPO, FloatImageSaver, float_images, train
+from reliability_helpers import REPO, FloatImageSaver, float_images, journal_steps, train
 from mjexp.builders import sampling_settings
 from mjexp.export import load_model
 from mjexp.generation import generate_to_folder
@@ -68,13 +68,16 @@ def test_weights_do_not_depend_on_whether_the_domain_clip_was_trained_or_reused(
         ).read_bytes(), name
 
 
-def test_validating_more_often_does_not_change_training(trained: Path, tmp_path: Path) -> None:
-    """Validation draws nothing from the random stream that training noise comes from."""
-    train(tmp_path / "validated-every-step", "trainer.val_check_interval=1")
+def test_validating_at_other_steps_does_not_change_training_and_the_last_step_is_validated(
+    trained: Path, tmp_path: Path
+) -> None:
+    """Validation draws nothing from the random stream that training noise comes from; a training
+    whose last step is not a multiple of the interval still reports val/loss at its end."""
+    out = tmp_path / "validated-at-3"
+    train(out, "trainer.val_check_interval=3")  # 4 steps
+    assert journal_steps(out, "val/loss") == [0, 3, 4]
     for name in ("ema.safetensors", "raw.safetensors"):
-        assert (tmp_path / "validated-every-step" / "export" / name).read_bytes() == (
-            trained / "export" / name
-        ).read_bytes(), name
+        assert (out / "export" / name).read_bytes() == (trained / "export" / name).read_bytes(), name
 
 
 def test_images_are_identical_across_runs_and_independent_of_batch_size(trained: Path, tmp_path: Path) -> None:
