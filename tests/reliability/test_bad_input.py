@@ -19,10 +19,12 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
 from reliability_helpers import REPO, TINY, run_cli
+from evaluation.grids import LINE, MIN_CELL, PADDING
 from mjexp.builders import build_datamodule
 from mjexp.config import ConfigError, register_configs, validate
 from mjexp.data.imagefolder import ImageFolderWarning
 from mjexp.data.shapes import ShapesDataModule
+from mjexp.inference import GRID_PROMPTS, write_grid
 from mjexp.text.tiny import TinyTextEncoder
 
 
@@ -200,3 +202,17 @@ def test_imagefolder_bad_rows_are_counted_or_converted(tmp_path: Path, kind: str
     pixels = train.images[odd]
     expected = {"grayscale": [77, 77, 77], "RGBA": [255, 255, 255], "16-bit": [128, 128, 128]}[kind]
     assert pixels[:, -1, -1].tolist() == expected  # not clipped to white (16-bit), not black (alpha)
+
+
+def test_a_long_prompt_file_gives_a_grid_of_the_first_prompts(tmp_path: Path) -> None:
+    n_prompts = GRID_PROMPTS + 8
+    rows = []
+    (tmp_path / "images").mkdir()
+    for i in range(n_prompts):
+        name = f"images/p{i:05d}_s000.png"
+        Image.fromarray(np.full((8, 8, 3), i, dtype=np.uint8)).save(tmp_path / name)
+        rows.append({"file": name, "prompt_index": i, "sample_index": 0})
+    shown = write_grid(tmp_path, rows, [f"prompt {i}" for i in range(n_prompts)], 1, "title")
+    assert shown == GRID_PROMPTS
+    height = Image.open(tmp_path / "grid.png").height  # 100k prompts once made an 18 x 1,700,001 px grid
+    assert height < (GRID_PROMPTS + 1) * (LINE + MIN_CELL + 2 * PADDING) + LINE

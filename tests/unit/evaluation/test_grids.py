@@ -1,15 +1,12 @@
-"""Sample grids: upscaled to a readable cell, one captioned row per prompt, capped for long prompt files."""
+"""Sample grids: upscaled to a readable cell, one captioned row per prompt (the cap for long prompt
+files: tests/reliability/test_bad_input.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
-from PIL import Image
 
 from evaluation.grids import LINE, MIN_CELL, PADDING, SampleGrid, grid_image
-from mjexp.inference import GRID_PROMPTS, write_grid
 
 
 def test_cells_are_upscaled_by_a_whole_factor_and_rows_are_captioned() -> None:
@@ -25,17 +22,3 @@ def test_cells_are_upscaled_by_a_whole_factor_and_rows_are_captioned() -> None:
     assert captioned.height == plain.height + 2 * LINE + LINE + PADDING  # a line per row, one for the title
     text_band = np.asarray(captioned)[PADDING : LINE, :, :]
     assert (text_band < 128).any()  # something is written in the title line
-
-
-def test_a_long_prompt_file_gives_a_grid_of_the_first_prompts(tmp_path: Path) -> None:
-    n_prompts = GRID_PROMPTS + 8
-    rows = []
-    (tmp_path / "images").mkdir()
-    for i in range(n_prompts):
-        name = f"images/p{i:05d}_s000.png"
-        Image.fromarray(np.full((8, 8, 3), i, dtype=np.uint8)).save(tmp_path / name)
-        rows.append({"file": name, "prompt_index": i, "sample_index": 0})
-    shown = write_grid(tmp_path, rows, [f"prompt {i}" for i in range(n_prompts)], 1, "title")
-    assert shown == GRID_PROMPTS
-    height = Image.open(tmp_path / "grid.png").height
-    assert height < (GRID_PROMPTS + 1) * (LINE + MIN_CELL + 2 * PADDING) + LINE
