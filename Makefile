@@ -35,10 +35,13 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "could not apt-get install chromium (root needed?): the MLflow UI browser test will fail; MJEXP_REQUIRE_BROWSER=0 skips it"
 
+# The layer contracts (pyproject.toml, [tool.importlinter]; docs/architecture.md), then the tests.
 test: install browser
+	$(VENV)/bin/lint-imports
 	MJEXP_REQUIRE_BROWSER=$(MJEXP_REQUIRE_BROWSER) $(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
 
 test-full: install browser
+	$(VENV)/bin/lint-imports
 	MJEXP_REQUIRE_BROWSER=$(MJEXP_REQUIRE_BROWSER) $(PY) -m pytest -n $(PYTEST_WORKERS) tests
 
 ui: install

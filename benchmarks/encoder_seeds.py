@@ -41,8 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from omegaconf import OmegaConf
 
-    from mjexp.builders import build_datamodule, domain_clip_data, domain_clip_settings
-    from mjexp.log_noise import quiet_third_party_logs
+    from mjexp.runs.components import build_datamodule, domain_clip_data, domain_clip_settings
+    from mjexp.runs.log_noise import quiet_third_party_logs
     from mjexp.text.clip_train import METRICS_FILE, train_domain_clip
 
     quiet_third_party_logs()

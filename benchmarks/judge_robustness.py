@@ -80,11 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from evaluation import load_prompt_set
     from evaluation.attributes import attribute_accuracy
-    from evaluation.images import to_uint8
+    from evaluation.quantisation import to_uint8
     from evaluation.judge import load_judge
     from evaluation.roughness import noise_share, roughness
-    from mjexp.builders import build_datamodule
-    from mjexp.log_noise import quiet_third_party_logs
+    from mjexp.runs.components import build_datamodule
+    from mjexp.runs.log_noise import quiet_third_party_logs
 
     quiet_third_party_logs()
     judges = args.judges or sorted(CACHE.glob("judge-seed*"))

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import torch
 
-from evaluation.images import to_uint8
+from evaluation.quantisation import to_uint8
 from evaluation.patch_fid import PatchAccumulator, patch_fid, patch_moments
 from mjexp.data.shapes import ShapesDataModule
 from mjexp.sampling.hires import upscale

@@ -4,7 +4,7 @@
 
 Generation and scoring are the code users run: the settings are an ``eval.grid`` over
 ``sampler`` x ``steps`` composed from ``conf/eval.yaml``, and every setting goes through
-:meth:`mjexp.evaluate.GridEvaluation.evaluate_setting` (same prompts, same per-item noise, the
+:meth:`mjexp.runs.eval_run.grid_evaluation.GridEvaluation.evaluate_setting` (same prompts, same per-item noise, the
 judge, resumable generation folders under ``--out``). On top of the report it checks the claim
 of issue 7: DPM-Solver++(2M) at 20 NFE is not worse than the best 250-step result by more than
 two paired standard errors (paired over identical prompts and noise), both in mean per-image
@@ -50,7 +50,7 @@ def write_prompt_set(data_cfg: dict[str, Any], folder: Path, n: int, seed: int =
     """A prompt set (``.jsonl`` + ``.meta.json``) of ``n`` caption combinations of the data's schema."""
     from omegaconf import OmegaConf
 
-    from mjexp.builders import build_datamodule
+    from mjexp.runs.components import build_datamodule
 
     schema = build_datamodule(OmegaConf.create(data_cfg)).schema
     rows = [{"prompt": schema.caption(attrs), "attrs": attrs} for attrs in schema.combinations()]
@@ -68,7 +68,7 @@ def write_prompt_set(data_cfg: dict[str, Any], folder: Path, n: int, seed: int =
 def ensure_prompt_set(name: str | None, ckpt: str, folder: Path, n: int) -> str:
     """The prompt set to use: ``name`` if it loads, else one written from the checkpoint's data."""
     from evaluation import load_prompt_set
-    from mjexp.export import load_model
+    from mjexp.runs.models import load_model
 
     if name is not None:
         load_prompt_set(name)  # fail now, naming the file, if it is missing
@@ -171,10 +171,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                              f"{REFERENCE_STEPS}-step result (default: the claim, {CHALLENGER[0]}:{CHALLENGER[1]})")
     args = parser.parse_args(argv)
 
-    from mjexp.evaluate import GridEvaluation, apply_overrides, print_table, setting_label
-    from mjexp.paired_settings import add_paired_comparisons, add_paired_diversity
-    from mjexp.training import open_tracker
-    from mjexp.log_noise import quiet_third_party_logs
+    from mjexp.runs.eval_run.grid_evaluation import GridEvaluation, apply_overrides, setting_label
+    from mjexp.runs.eval_run.table import print_table
+    from mjexp.runs.eval_run.paired_settings import add_paired_comparisons, add_paired_diversity
+    from mjexp.runs.tracker import open_tracker
+    from mjexp.runs.log_noise import quiet_third_party_logs
 
     quiet_third_party_logs()  # Lightning's per-setting banner and tip; warnings still print
 

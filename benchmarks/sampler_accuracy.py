@@ -2,7 +2,7 @@
 
     python -m benchmarks.sampler_accuracy [--n 20000] [--z 3] [--spacing trailing] [--karras]
 
-The data are the 2-D, 3-mode Gaussian mixture of :func:`mjexp.sampling.gaussian_mixture.reference_mixture`
+The data are the 2-D, 3-mode Gaussian mixture of :func:`mjexp.testing.gaussian_mixture.reference_mixture`
 and the "network" is its exact denoiser, so every error is the sampler's own. Error = the largest
 |z-score| over 8 statistics (2 means, 3 covariance entries, 3 mode weights), each in units of its
 Monte-Carlo standard error at ``n`` samples (``GaussianMixture.z_scores``): exact sampling scores
@@ -22,7 +22,7 @@ import torch
 
 from mjexp.diffusion.schedules import NoiseSchedule
 from mjexp.sampling.denoiser import Denoiser
-from mjexp.sampling.gaussian_mixture import GaussianMixture, reference_mixture
+from mjexp.testing.gaussian_mixture import GaussianMixture, reference_mixture
 from mjexp.sampling.guidance import Guidance
 from mjexp.sampling.samplers import SAMPLERS, SamplerSettings, initial_state, sample_from
 

@@ -23,7 +23,7 @@ from benchmarks.networks import PRESET_RESOLUTION, TEXT_DIM, TEXT_LENGTH, pertur
 from mjexp.diffusion.schedules import NoiseSchedule
 from mjexp.diffusion.unet import UNet
 from mjexp.sampling.guidance import Guidance
-from mjexp.sampling.module import GuidanceSampler
+from mjexp.sampling.guidance_sampler import GuidanceSampler
 from mjexp.sampling.noise import ItemNoise
 from mjexp.sampling.runtime import Runtime
 from mjexp.sampling.samplers import SamplerSettings

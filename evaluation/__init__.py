@@ -1,11 +1,11 @@
 """Scoring library: images and prompts in, named metrics with their definitions out.
 
-It never imports ``mjexp`` (DESIGN.md, layer independence). Start with ``Scorer`` (api.py).
+It never imports ``mjexp`` (docs/architecture.md, layer independence; an import-linter contract). Start with ``Scorer`` (api.py).
 """
 
 from evaluation.api import Reference, ReferenceSet, Scorer, ScoreResult
 from evaluation.attributes import paired_difference
-from evaluation.config import EvalConfig
+from evaluation.settings import ScoringConfig
 from evaluation.diversity import prompt_diversity
 from evaluation.fid import frechet_distance
 from evaluation.kid import kid
@@ -14,7 +14,7 @@ from evaluation.prompt_sets import load_prompt_set
 from evaluation.report import make_record, write_report
 
 __all__ = [
-    "EvalConfig",
+    "ScoringConfig",
     "PreflightError",
     "Reference",
     "ReferenceSet",

@@ -1,6 +1,6 @@
 """The scoring entry point: images + prompts (+ attributes) in, named metrics with their definitions out.
 
-    scorer = Scorer(EvalConfig(judge_dir=..., extractors=("judge",)))   # preflight happens here
+    scorer = Scorer(ScoringConfig(judge_dir=..., extractors=("judge",)))   # preflight happens here
     reference = scorer.reference(ReferenceSet(...), template=prompt_set.template)
     result = scorer.score(images, prompts, reference, attrs=..., template=...)
     result.metrics   # {"fid/judge": ..., "clip_score/judge": ..., "attr_acc/judge/color": ...}
@@ -23,11 +23,11 @@ import torch
 from evaluation.attributes import AttributeAccuracy, attribute_accuracy
 from evaluation.clip_model import ClipModel
 from evaluation.clip_score import ClipScoreConvention, clip_score
-from evaluation.config import EvalConfig
+from evaluation.settings import ScoringConfig
 from evaluation.distribution import distribution_metrics
 from evaluation.diversity import Diversity, prompt_diversity
 from evaluation.features import extract_features, load_extractor, resolve_extractor
-from evaluation.images import POLICY, to_uint8
+from evaluation.quantisation import POLICY, to_uint8
 from evaluation.judge import JUDGE, Validity
 from evaluation.patch_fid import MAX_GROUPS, PATCH_SIZE, PatchAccumulator, PatchMoments, patch_fid, patch_moments
 from evaluation.preflight import Plan, preflight
@@ -118,7 +118,7 @@ def _put_diversity(
 class Scorer:
     """Holds the loaded models so several settings of one evaluation reuse them."""
 
-    def __init__(self, config: EvalConfig, plan: Plan | None = None) -> None:
+    def __init__(self, config: ScoringConfig, plan: Plan | None = None) -> None:
         self.config = config
         self.plan = plan if plan is not None else preflight(config)
         self.judge = ClipModel(self.plan.judge, config.device) if self.plan.judge is not None else None

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from evaluation.images import to_uint8
+from evaluation.quantisation import to_uint8
 
 MIN_CELL = 96  # px: cells are upscaled by a whole factor until at least this wide
 GRID_COLUMNS = 8  # images per row of a grid without its own layout

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from evaluation.clip_model import ClipSource, ResolvedClip, resolve_clip
-from evaluation.config import EvalConfig
+from evaluation.settings import ScoringConfig
 from evaluation.features import INCEPTION, Extractor, resolve_extractor
 from evaluation.judge import judge_source
 
@@ -33,7 +33,7 @@ class Plan:
         return out
 
 
-def preflight(config: EvalConfig) -> Plan:
+def preflight(config: ScoringConfig) -> Plan:
     """Resolve everything ``config`` asks for; raise PreflightError listing every failure."""
     errors: list[str] = []
 

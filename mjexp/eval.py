@@ -5,8 +5,9 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from mjexp.cli import reports_user_errors
 from mjexp.config import register_configs
+from mjexp.runs.command import reports_user_errors
+from mjexp.runs.eval_run.run import run_evaluation
 
 register_configs()
 
@@ -14,8 +15,6 @@ register_configs()
 @hydra.main(config_path="../conf", config_name="eval", version_base="1.3")
 @reports_user_errors
 def main(cfg: DictConfig) -> None:
-    from mjexp.evaluate import run_evaluation
-
     run_evaluation(cfg)
 
 

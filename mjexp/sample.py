@@ -5,8 +5,9 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from mjexp.cli import reports_user_errors
 from mjexp.config import register_configs
+from mjexp.runs.command import reports_user_errors
+from mjexp.runs.sample_run import run_sampling
 
 register_configs()
 
@@ -14,8 +15,6 @@ register_configs()
 @hydra.main(config_path="../conf", config_name="sample", version_base="1.3")
 @reports_user_errors
 def main(cfg: DictConfig) -> None:
-    from mjexp.inference import run_sampling
-
     run_sampling(cfg)
 
 

@@ -17,7 +17,6 @@ that case, and from ``on_multirun_end`` when nothing was raised.
 from __future__ import annotations
 
 import atexit
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -29,7 +28,16 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from sweeps.jobs import JobRecord, append_record, describe_error, read_records, start_log, summary
+from mjexp.runs.run_info import read_run_id
+from mjexp.runs.tracker import open_tracker
+from sweeps.jobs import (
+    JobRecord,
+    append_record,
+    describe_error,
+    read_records,
+    start_log,
+    summary,
+)
 
 
 class SweepFailed(CompactHydraException):
@@ -107,16 +115,11 @@ class SweepReport(Callback):
 
 def mlflow_run_id(output_dir: Path) -> str | None:
     """The MLflow run a training job opened (``run.json``), if it got that far."""
-    from mjexp.resume import RUN_INFO
-
-    info = output_dir / RUN_INFO
-    return json.loads(info.read_text()).get("mlflow_run_id") if info.exists() else None
+    return read_run_id(output_dir)
 
 
 def log_failed_run(config: DictConfig, output_dir: Path, error: str) -> str | None:
     """Open and close a FAILED MLflow run (tags and error) for a job that failed before its own."""
-    from mjexp.training import open_tracker
-
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         tracker = open_tracker(config, output_dir, None)

@@ -27,14 +27,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from mjexp.cli import reports_user_errors
-from mjexp.tracking.mlflow import configure_sqlite_busy_timeout, resolve_tracking_uri, sqlite_path
+from mjexp.runs.command import reports_user_errors
+from mjexp.tracking.mlflow import (
+    configure_sqlite_busy_timeout,
+    resolve_tracking_uri,
+    sqlite_path,
+)
 from sweeps.aggregate import (
-    Arm, Estimate, fixed_encoder_seeds, group_arms, headline_metrics, judges_of_arms, noisy_arms, unreliable_judge_arms,
+    Arm,
+    Estimate,
+    fixed_encoder_seeds,
+    group_arms,
+    headline_metrics,
+    judges_of_arms,
+    noisy_arms,
+    unreliable_judge_arms,
     varying_factors,
 )
-from sweeps.paired import Baseline, PairedDifference, default_baseline, paired_differences, parse_baseline
-from sweeps.plots import comparison_plots, paired_plot
+from sweeps.figures import comparison_plots, paired_plot
+from sweeps.paired import (
+    Baseline,
+    PairedDifference,
+    default_baseline,
+    paired_differences,
+    parse_baseline,
+)
 from sweeps.runs import FailedRun, measurements_from_runs, search_all_runs
 
 COST_COLUMNS = {

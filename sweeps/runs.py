@@ -1,6 +1,6 @@
 """Read an MLflow experiment written by ``mjexp.train`` into measurements to compare.
 
-The layout (``mjexp.training`` and ``mjexp.evaluate``): one parent run per training job, tagged
+The layout (``mjexp.runs.train_run`` and ``mjexp.runs.eval_run.grid_evaluation``): one parent run per training job, tagged
 ``override.<key>`` with the job's Hydra overrides; one nested child run per evaluated sampling
 setting, with params ``setting.<config path>`` and metrics such as ``fid/judge``. A measurement is
 one child (one setting of one training), or the parent alone when nothing was evaluated. Its
@@ -16,8 +16,8 @@ from typing import Any, Iterable
 OVERRIDE_TAG = "override."
 PARENT_TAG = "mlflow.parentRunId"
 SETTING_PARAM = "setting."
-SETTING_TAG = "mjexp.setting"  # what mjexp.evaluate tags a setting's run with (its label)
-# What mjexp.evaluate logs of the judge that scored a setting (``metric_definitions`` params).
+SETTING_TAG = "mjexp.setting"  # what mjexp.runs.eval_run.grid_evaluation tags a setting's run with (its label)
+# What mjexp.runs.eval_run.grid_evaluation logs of the judge that scored a setting (``metric_definitions`` params).
 JUDGE_WEIGHTS_PARAM = "metric_definitions.judge/weights_sha256"
 COST_METRICS = {
     "generation_s": "cost/generation_seconds",

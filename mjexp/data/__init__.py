@@ -6,5 +6,5 @@
 - ``imagefolder.ImageFolderDataModule``: a folder with ``metadata.jsonl`` / ``metadata.csv``;
 - ``cifar.CIFAR10DataModule``: torchvision's CIFAR-10.
 
-``python -m mjexp.data.prompt_sets`` writes the versioned prompt sets in ``evaluation/prompts``.
+``python -m mjexp.data.prompt_set_files`` writes the versioned prompt sets in ``evaluation/prompts``.
 """

@@ -17,8 +17,8 @@ from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import check_integrity
 
 from mjexp.data.captions import CaptionSchema
+from mjexp.data.datamodule import CaptionedImageDataModule, TensorCaptionDataset
 from mjexp.data.images import resize_square
-from mjexp.data.module import CaptionedImageDataModule, TensorCaptionDataset
 from mjexp.data.splits import permutation_split, split_fractions
 
 CIFAR_SIZE = 32  # px, the dataset's images

@@ -12,8 +12,8 @@ import torch
 from sklearn.datasets import load_digits
 
 from mjexp.data.captions import CaptionSchema
+from mjexp.data.datamodule import CaptionedImageDataModule, TensorCaptionDataset
 from mjexp.data.images import resize_square
-from mjexp.data.module import CaptionedImageDataModule, TensorCaptionDataset
 from mjexp.data.splits import permutation_split, split_fractions
 
 DIGIT_WORDS: tuple[str, ...] = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")

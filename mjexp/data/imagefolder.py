@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mjexp.data.module import CaptionedImageDataModule, TensorCaptionDataset
+from mjexp.data.datamodule import CaptionedImageDataModule, TensorCaptionDataset
 from mjexp.data.pil_images import PIL_MAX_PIXELS, UnusableImage, load_rgb
 from mjexp.data.splits import hash_split, split_fractions
 

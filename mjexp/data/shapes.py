@@ -33,9 +33,15 @@ import numpy as np
 import torch
 
 from mjexp.data.captions import CaptionSchema
+from mjexp.data.datamodule import CaptionedDataset, CaptionedImageDataModule, Sample
 from mjexp.data.images import to_model_range
-from mjexp.data.module import CaptionedDataset, CaptionedImageDataModule, Sample
-from mjexp.data.shapes_render import PALETTE, RENDERER_VERSION, SHAPE_NAMES, Scenes, render
+from mjexp.data.shapes_render import (
+    PALETTE,
+    RENDERER_VERSION,
+    SHAPE_NAMES,
+    Scenes,
+    render,
+)
 from mjexp.data.splits import check_split
 
 DEFAULT_COLORS: tuple[str, ...] = ("red", "yellow", "green", "cyan", "blue", "purple")

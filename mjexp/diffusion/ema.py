@@ -1,7 +1,7 @@
 """Exponential moving average of weights, kept in a separate module (never swapped in).
 
 Keeping the average in its own module means a checkpoint can never capture averaged weights in
-place of the raw ones (a pitfall DESIGN.md lists), and sampling simply uses the EMA module.
+place of the raw ones (a known pitfall: resuming would train from the average), and sampling simply uses the EMA module.
 The decay warms up as ``1 - (1 + n / inv_gamma) ** -power`` (the schedule of Karras' EDM
 "power" EMA as used by diffusers' ``EMAModel``), so short runs are not dominated by the initial
 random weights.

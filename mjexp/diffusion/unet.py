@@ -9,7 +9,7 @@ also takes the noise-augmentation level of that image (``noise_level``, embedded
 and added to the timestep embedding, as Imagen's super-resolution models do; Saharia et al. 2022,
 Sec. 2.5).
 
-Call convention (DESIGN.md): ``unet(x_vp, t, text=TextEmbedding, image=None, noise_level=None)
+Call convention (docs/architecture.md, "Contracts"): ``unet(x_vp, t, text=TextEmbedding, image=None, noise_level=None)
 -> prediction``.
 """
 

@@ -7,7 +7,13 @@ from mjexp.sampling.denoiser import Cond, Denoiser
 from mjexp.sampling.guidance import Guidance, GuidedDenoiser, unconditional_text
 from mjexp.sampling.hires import HiresSettings, SRStage, hires_fix
 from mjexp.sampling.noise import ItemNoise
-from mjexp.sampling.samplers import SAMPLERS, SampleResult, SamplerSettings, sample, sample_from
+from mjexp.sampling.samplers import (
+    SAMPLERS,
+    SampleResult,
+    SamplerSettings,
+    sample,
+    sample_from,
+)
 
 __all__ = [
     "Cond",

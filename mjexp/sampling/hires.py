@@ -27,7 +27,13 @@ from mjexp.diffusion.superres import SuperResolution, noise_augment, upsample_co
 from mjexp.sampling.denoiser import Cond, Denoiser
 from mjexp.sampling.guidance import Guidance
 from mjexp.sampling.noise import ItemNoise
-from mjexp.sampling.samplers import SampleResult, SamplerSettings, noised_state, sample, sample_from
+from mjexp.sampling.samplers import (
+    SampleResult,
+    SamplerSettings,
+    noised_state,
+    sample,
+    sample_from,
+)
 
 UpscaleMode = Literal["nearest", "bilinear", "bicubic"]
 Upscaler = Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]

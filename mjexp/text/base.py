@@ -1,4 +1,4 @@
-"""The contract every text encoder keeps (DESIGN.md, "Text encoder").
+"""The contract every text encoder keeps (docs/architecture.md, "Contracts").
 
 ``encode(prompts) -> TextEmbedding`` and ``null_embedding(batch)``: the embedding of the empty
 prompt, which is what condition dropout and the unconditional branch of CFG mean by "no prompt".

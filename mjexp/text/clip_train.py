@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
-from mjexp.data.module import collate, fitted_batch_size
+from mjexp.data.datamodule import collate, fitted_batch_size
 from mjexp.text import clip_module, photometric
 from mjexp.text.clip_module import DomainClipConfig, TextEncoderModule
 
@@ -110,7 +110,7 @@ def _loader(data: Any, split: str, batch_size: int, seed: int, train: bool) -> I
             raise KeyError(f"domain CLIP needs the {split!r} split; the loaders given are {sorted(data)}")
         return data[split]
     dataset = data.dataset(split)
-    if train:  # a split smaller than a batch trains in one batch (mjexp.data_requirements says so)
+    if train:  # a split smaller than a batch trains in one batch (mjexp.data.requirements says so)
         batch_size = fitted_batch_size(batch_size, len(dataset))
     generator = torch.Generator().manual_seed(seed) if train else None
     return DataLoader(

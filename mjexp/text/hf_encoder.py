@@ -28,7 +28,12 @@ class HFTextEncoder(FrozenTextEncoder):
         cache_size: int = 1024,
     ) -> None:
         super().__init__(cache_size)
-        from transformers import AutoConfig, AutoModelForTextEncoding, AutoTokenizer, CLIPTextModel
+        from transformers import (
+            AutoConfig,
+            AutoModelForTextEncoding,
+            AutoTokenizer,
+            CLIPTextModel,
+        )
 
         opts = dict(trust_remote_code=False, local_files_only=not allow_download, cache_dir=cache_dir)
         try:

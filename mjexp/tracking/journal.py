@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-from mjexp.disk_space import append_durably
+from mjexp.files.disk import append_durably
 
 JOURNAL_NAME = "tracking_journal.jsonl"
 

@@ -56,7 +56,7 @@ class SafeMLFlowLogger(Logger):
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         values = {k: float(v) for k, v in metrics.items() if k != "epoch"}
         step = self.validation_step if self.validation_step is not None else step
-        # A step's metrics are sent ahead of its checkpoint (mjexp.step_checkpoint); Lightning
+        # A step's metrics are sent ahead of its checkpoint (mjexp.runs.checkpointing); Lightning
         # sends the same values again after it. (Compared as text: NaN, a skipped step's loss, != NaN.)
         sent = (step, {k: repr(v) for k, v in values.items()})
         if sent == self._last_sent:

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from mjexp.config import register_configs, validate
-from mjexp.grid import expand_grid
+from mjexp.config.grid import expand_grid
 from sweeps_helpers import REPO, cache_overrides, describe, run_multirun, runs_by_kind  # noqa: F401
 
 EXPERIMENTS = REPO / "conf" / "experiment"

@@ -20,11 +20,13 @@ from PIL import Image
 from safetensors import safe_open
 
 from cli_helpers import REPO, run_cli
-from mjexp.checkpoint_io import CheckpointError
+from mjexp.files.checkpoints import CheckpointError
 from mjexp.config import register_configs
-from mjexp.export import load_model, load_sr_model
-from mjexp.inference import run_sampling
-from mjexp.training import run_training
+from mjexp.runs.models import load_model, load_sr_model
+from mjexp.runs.sample_run import run_sampling
+from mjexp.runs.eval_run import grid_evaluation
+from mjexp.runs.eval_run.run import run_evaluation
+from mjexp.runs.train_run import run_training
 
 
 def compose_config(name: str, *overrides: str):
@@ -103,10 +105,8 @@ def test_sr_misuse_fails_before_sampling_with_the_fix_named(exports: dict[str, P
 def test_eval_compares_interpolation_and_sr_passes_on_the_same_base_images(
     exports: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mjexp.evaluate as evaluate
-
     loads = []
-    monkeypatch.setattr(evaluate, "load_sr_model", lambda *a, **k: loads.append(a) or load_sr_model(*a, **k))
+    monkeypatch.setattr(grid_evaluation, "load_sr_model", lambda *a, **k: loads.append(a) or load_sr_model(*a, **k))
     out = tmp_path / "out"
     cfg = compose_config(
         "eval", f"output_dir={out}", f"ckpt={exports['base']}", "hires=sr", f"hires.model={exports['sr']}",
@@ -116,7 +116,7 @@ def test_eval_compares_interpolation_and_sr_passes_on_the_same_base_images(
         "eval.judge.batch_size=16", "eval.judge.warmup_steps=1",
     )
     with contextlib.chdir(tmp_path):
-        evaluate.run_evaluation(cfg)
+        run_evaluation(cfg)
     assert len(loads) == 1  # once per evaluation, not per setting
     records = json.loads((out / "report.json").read_text())["records"]
     assert [r["hires"] for r in records] == ["x2.0 bicubic strength=0.5 steps=2", "x2.0 sr strength=0.5 steps=2 noise_aug=0.1"]

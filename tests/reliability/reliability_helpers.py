@@ -1,6 +1,6 @@
 """Helpers for the reliability tests: tiny configs, in-process trainings, CLI subprocesses.
 
-Trainings run in-process through :func:`mjexp.training.run_training` unless the process boundary
+Trainings run in-process through :func:`mjexp.runs.train_run.run_training` unless the process boundary
 is the point of the test (SIGKILL, exit status, stderr). (A module of its own, not the conftest:
 every test folder has a ``conftest`` module, so ``from conftest import`` would be ambiguous.)
 """
@@ -51,7 +51,7 @@ def train_config(out: Path, *overrides: str, tracking_uri: str | None = None) ->
 
 def train(out: Path, *overrides: str, tracking_uri: str | None = None) -> dict[str, float]:
     """Run a tiny training in this process."""
-    from mjexp.training import run_training
+    from mjexp.runs.train_run import run_training
 
     return run_training(train_config(out, *overrides, tracking_uri=tracking_uri))
 

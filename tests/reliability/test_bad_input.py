@@ -20,11 +20,11 @@ from hydra.errors import ConfigCompositionException
 
 from reliability_helpers import REPO, TINY, run_cli
 from evaluation.grids import LINE, MIN_CELL, PADDING
-from mjexp.builders import build_datamodule
+from mjexp.runs.components import build_datamodule
 from mjexp.config import ConfigError, register_configs, validate
 from mjexp.data.imagefolder import ImageFolderWarning
 from mjexp.data.shapes import ShapesDataModule
-from mjexp.inference import GRID_PROMPTS, write_grid
+from mjexp.runs.sample_run import GRID_PROMPTS, write_grid
 from mjexp.text.tiny import TinyTextEncoder
 
 

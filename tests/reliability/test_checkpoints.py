@@ -14,9 +14,9 @@ import torch
 from safetensors.torch import load_file
 
 from reliability_helpers import train
-from mjexp.checkpoint_io import CheckpointError, SafeCheckpointIO, atomic_write, load_torch_file
-from mjexp.export import load_model
-from mjexp.resume import continued_folder, open_resume
+from mjexp.files.checkpoints import CheckpointError, SafeCheckpointIO, atomic_write, load_torch_file
+from mjexp.runs.models import load_model
+from mjexp.runs.resume import continued_folder, open_resume
 
 
 def test_atomic_write_goes_through_a_synced_temp_file_next_to_the_target(tmp_path: Path, monkeypatch) -> None:

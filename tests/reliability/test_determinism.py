@@ -13,10 +13,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from reliability_helpers import REPO, FloatImageSaver, float_images, journal_steps, train
-from mjexp.builders import sampling_settings
-from mjexp.export import load_model
-from mjexp.generation import generate_to_folder
-from mjexp.sampling.module import GuidanceSampler
+from mjexp.runs.components import sampling_settings
+from mjexp.runs.models import load_model
+from mjexp.runs.generation import generate_to_folder
+from mjexp.sampling.guidance_sampler import GuidanceSampler
 
 PROMPTS = ["a red circle in the top left", "a blue square in the bottom right", "a green triangle in the top right"]
 SAMPLES = 2

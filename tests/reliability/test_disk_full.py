@@ -21,11 +21,12 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from reliability_helpers import TINY, cli_env, sqlite_uri
-from mjexp import disk_space, generation
-from mjexp.checkpoint_io import SafeCheckpointIO
-from mjexp.disk_space import DiskFullError, append_durably
-from mjexp.export import export_model, load_model
-from mjexp.generation import ManifestWriter
+from mjexp.files import disk as disk_space
+from mjexp.runs import generation
+from mjexp.files.checkpoints import SafeCheckpointIO
+from mjexp.files.disk import DiskFullError, append_durably
+from mjexp.runs.models import export_model, load_model
+from mjexp.runs.generation import ManifestWriter
 from mjexp.tracking import journal as journal_module
 from mjexp.tracking.journal import Journal
 from mjexp.tracking.mlflow import Tracker
@@ -63,7 +64,7 @@ def test_export_on_a_full_disk_names_the_file(trained: Path, tmp_path: Path, mon
     def safetensors_full(state, filename, metadata=None):  # noqa: ANN001 - safetensors' own words
         raise Exception("Error while serializing: I/O error: No space left on device (os error 28)")
 
-    monkeypatch.setattr("mjexp.export.save_file", safetensors_full)
+    monkeypatch.setattr("mjexp.runs.models.save_file", safetensors_full)
     with pytest.raises(DiskFullError, match=FULL.format(path=tmp_path / "export" / "ema.safetensors").replace("(", r"\(")):
         export_model(module, loaded.config, tmp_path / "export", None)
 
@@ -206,7 +207,7 @@ def test_a_disk_filled_mid_training_then_freed(tmp_path: Path) -> None:
     assert error.startswith(f"error: no space left to write {disk / 'run' / 'checkpoints'}/"), error
     assert " free of 96.0 MiB on that filesystem" in error and error.endswith("free space, then resume with ckpt_path=last")
     assert f"cannot write the tracking journal {disk / 'run' / 'tracking_journal.jsonl'}" in first_log
-    assert outcome["status"] == "FAILED" and outcome["error"].startswith("mjexp.disk_space.DiskFullError: no space left")
+    assert outcome["status"] == "FAILED" and outcome["error"].startswith("mjexp.files.disk.DiskFullError: no space left")
     assert outcome["second"] == 0, outcome["second_output"][-3000:]
 
     client = MlflowClient(sqlite_uri(tmp_path))

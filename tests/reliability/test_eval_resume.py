@@ -27,7 +27,7 @@ def eval_overrides(trained: Path, out: Path, cache: Path) -> list[str]:
 
 def evaluate(overrides: list[str]) -> None:
     from mjexp.config import register_configs
-    from mjexp.evaluate import run_evaluation
+    from mjexp.runs.eval_run.run import run_evaluation
 
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):

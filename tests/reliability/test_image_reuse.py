@@ -16,7 +16,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from reliability_helpers import REPO, train
-from mjexp.export import load_model
+from mjexp.runs.models import load_model
 
 RED, BLUE = "a red circle in the top left", "a blue square in the bottom right"
 
@@ -24,7 +24,7 @@ RED, BLUE = "a red circle in the top left", "a blue square in the bottom right"
 def sample(ckpt: Path, out: Path, *overrides: str) -> None:
     """``python -m mjexp.sample ckpt=... n=2 output_dir=...`` in this process (4 sampling steps)."""
     from mjexp.config import register_configs
-    from mjexp.inference import run_sampling
+    from mjexp.runs.sample_run import run_sampling
 
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):

@@ -13,13 +13,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from reliability_helpers import train_config
-from mjexp.builders import build_text_encoder
-from mjexp.data.module import collate
-from mjexp.diffusion.module import NonFiniteLossError
+from mjexp.runs.components import build_text_encoder
+from mjexp.data.datamodule import collate
+from mjexp.diffusion.training_module import NonFiniteLossError
 from mjexp.tracking.journal import Journal
 from mjexp.tracking.lightning import SafeMLFlowLogger
 from mjexp.tracking.mlflow import Tracker
-from mjexp.training import build_module, build_trainer
+from mjexp.runs.train_run import build_module, build_trainer
 
 BATCH = 4
 BAD_STEP = 3  # the 4th optimizer step sees the NaN batch

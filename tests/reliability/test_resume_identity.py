@@ -15,10 +15,10 @@ import yaml
 from safetensors.torch import load_file
 
 from reliability_helpers import TINY, cli_env, journal_steps, kill_when, run_cli, sqlite_uri, train
-from mjexp import checkpoint_io
-from mjexp.checkpoint_io import CheckpointError
-from mjexp.resume import newest_checkpoint, remove_debris, stored_step
-from mjexp.run_lock import RunFolderInUse, run_folder_lock
+from mjexp.files import checkpoints as checkpoint_io
+from mjexp.files.checkpoints import CheckpointError
+from mjexp.runs.resume import newest_checkpoint, remove_debris, stored_step
+from mjexp.files.lock import RunFolderInUse, run_folder_lock
 
 
 def copied_run(trained: Path, run: Path) -> Path:
@@ -51,7 +51,7 @@ def test_a_second_live_run_in_a_folder_is_refused_naming_the_first(tmp_path: Pat
     Killed, it leaves no stale lock."""
     folder = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from mjexp.run_lock import run_folder_lock\n"
+        [sys.executable, "-c", "import sys, time; from mjexp.files.lock import run_folder_lock\n"
          f"with run_folder_lock(__import__('pathlib').Path({str(folder)!r})):\n print('held', flush=True); time.sleep(600)"],
         env=cli_env(), stdout=subprocess.PIPE, text=True,
     )

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mjexp import random_state
+from mjexp.diffusion import random_state
 from mjexp.data.shapes import ShapesDataModule
 
 

@@ -25,10 +25,10 @@ from reliability_helpers import REPO
 from evaluation.clip_model import ClipModel, ClipSource, resolve_clip
 from evaluation.features import resolve_extractor
 from evaluation.judge import load_judge
-from mjexp.builders import build_text_encoder, resolve_package_path
-from mjexp.checkpoint_io import CheckpointError, SafeCheckpointIO
-from mjexp.export import load_model
-from mjexp.resume import open_resume
+from mjexp.runs.components import build_text_encoder, resolve_package_path
+from mjexp.files.checkpoints import CheckpointError, SafeCheckpointIO
+from mjexp.runs.models import load_model
+from mjexp.runs.resume import open_resume
 from mjexp.text.hf_encoder import HFTextEncoder
 from mjexp.text.openclip_encoder import OpenClipTextEncoder
 
@@ -231,7 +231,7 @@ def imagefolder_with_rows(root: Path, outside: Path, names: list[str]) -> Path:
 
 def imagefolder_data(root: Path, *overrides: str) -> Any:
     from reliability_helpers import train_config
-    from mjexp.builders import build_datamodule
+    from mjexp.runs.components import build_datamodule
 
     cfg = train_config(root.parent / "unused", "data=imagefolder", f"data.root={root}", "data.resolution=8",
                        "data.batch_size=2", "data.judge_fraction=0", "data.val_fraction=0", "data.test_fraction=0",
@@ -256,7 +256,7 @@ def test_imagefolder_rows_outside_the_folder_are_refused(tmp_path: Path, how: st
 
 def test_scored_image_folder_rows_outside_the_folder_are_refused(tmp_path: Path) -> None:
     """``mjexp.eval images=DIR`` shows the images in its report: a row cannot pull in another file."""
-    from mjexp.evaluate import read_image_folder
+    from mjexp.runs.eval_run.folder import read_image_folder
 
     root = imagefolder_with_rows(tmp_path / "images", tmp_path / "secret.png", ["../secret.png"])
     with pytest.raises(ValueError, match=r"metadata.jsonl row 5: file_name '\.\./secret\.png' lies outside the folder"):
@@ -296,7 +296,7 @@ def test_downloads_follow_the_users_setting_only(
 ) -> None:
     """What reaches the text encoder is the user's ``allow_download`` (sample's ``allow_download=``,
     eval's ``eval.allow_download``), whatever the export says."""
-    import mjexp.export
+    import mjexp.runs.models
 
     export = with_text_encoder(trained, tmp_path, {**HUB_ENCODER, "allow_download": exported})
     seen = []
@@ -308,7 +308,7 @@ def test_downloads_follow_the_users_setting_only(
         seen.append(text_cfg["allow_download"])
         raise Stop
 
-    monkeypatch.setattr(mjexp.export, "build_text_encoder", record)
+    monkeypatch.setattr(mjexp.runs.models, "build_text_encoder", record)
     with warnings.catch_warnings(record=True) as caught, pytest.raises(Stop):
         warnings.simplefilter("always")
         load_model(export, allow_download=allowed)

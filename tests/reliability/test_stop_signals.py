@@ -20,7 +20,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from reliability_helpers import TINY, cli_args, cli_env, journal_steps, run_cli, signal_when, sqlite_uri, train
-from mjexp.resume import stored_step
+from mjexp.runs.resume import stored_step
 
 # Long enough that the signal lands mid-training; no periodic checkpoint, so the one written is the
 # stop's. A resume may change both (resume.RESUMABLE_CHANGES): it trains to the `trained` fixture's

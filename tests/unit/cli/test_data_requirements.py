@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from mjexp.builders import build_datamodule
+from mjexp.runs.components import build_datamodule
 from mjexp.config import register_configs
-from mjexp.data_requirements import DataTooSmallError, check_evaluation_data, check_training_data, enforce
+from mjexp.data.requirements import DataTooSmallError, check_evaluation_data, check_training_data, enforce
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -64,7 +64,7 @@ def test_folder_data_names_its_fraction_keys_and_a_smaller_judge_needs_fewer_ima
 
 
 def test_a_training_too_small_for_its_evaluation_stops_before_training_anything(tmp_path: Path) -> None:
-    from mjexp.training import run_training
+    from mjexp.runs.train_run import run_training
 
     cache = tmp_path / "cache"
     cfg = train_config(

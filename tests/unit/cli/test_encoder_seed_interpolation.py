@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import mjexp.text.clip_train
-from mjexp.builders import train_or_reuse_domain_clip
+from mjexp.runs.components import train_or_reuse_domain_clip
 from mjexp.config import register_configs
 
 REPO = Path(__file__).resolve().parents[3]

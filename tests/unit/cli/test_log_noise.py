@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from mjexp.log_noise import quiet_third_party_logs
+from mjexp.runs.log_noise import quiet_third_party_logs
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_quieting_before_lightning_is_imported_still_removes_its_handlers() -> N
     script = (
         "import logging, sys\n"
         "logging.basicConfig(stream=sys.stdout, level=logging.INFO, format='root %(message)s')\n"
-        "from mjexp.log_noise import quiet_third_party_logs\n"
+        "from mjexp.runs.log_noise import quiet_third_party_logs\n"
         "quiet_third_party_logs()\n"
         "import lightning.pytorch\n"
         "logging.getLogger('lightning.pytorch.utilities.rank_zero').info('GPU available: False')\n"
@@ -93,7 +93,7 @@ def test_without_a_root_handler_chatter_is_still_dropped() -> None:
 
     script = (
         "import logging\n"
-        "from mjexp.log_noise import quiet_third_party_logs\n"
+        "from mjexp.runs.log_noise import quiet_third_party_logs\n"
         "quiet_third_party_logs()\n"
         "logging.info('a library calls the root logger')\n"
         "logging.getLogger('lightning.pytorch.utilities.rank_zero').info('\U0001F4A1 Tip: try a cloud logger')\n"

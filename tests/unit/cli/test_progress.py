@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import torch
 
-from mjexp.progress import TrainingProgress, format_duration
+from mjexp.runs.progress import TrainingProgress, format_duration
 
 
 def test_durations_read_like_a_clock() -> None:

@@ -75,7 +75,7 @@ def test_noise_never_names_a_held_out_combination() -> None:
 def test_the_text_encoder_can_train_on_its_own_caption_noise() -> None:
     """``text_encoder.caption_noise``: the domain CLIP trains on the same images with other captions
     (0: clean, like a pretrained encoder), and by default on the diffusion model's own data."""
-    from mjexp.builders import build_datamodule, domain_clip_data
+    from mjexp.runs.components import build_datamodule, domain_clip_data
 
     data_cfg = {"name": "shapes", "train_size": 300, "val_size": 300, "judge_size": 300, "test_size": 300,
                 "caption_noise": 0.5}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mjexp.data.digits import DigitsDataModule
-from mjexp.data.module import collate, fitted_batch_size
+from mjexp.data.datamodule import collate, fitted_batch_size
 from mjexp.data.shapes import ShapesDataModule
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from evaluation.prompt_sets import load_prompt_set
-from mjexp.data.prompt_sets import DEFAULT_OUT, prompt_sets, write
+from mjexp.data.prompt_set_files import DEFAULT_OUT, prompt_sets, write
 from mjexp.data.shapes import DEFAULT_HOLDOUT, POSITIONS, ShapesSpec
 
 STEMS = [s.stem for s in prompt_sets()]
@@ -20,8 +20,8 @@ def test_committed_files_equal_the_generator_output(tmp_path: Path) -> None:
     assert len(written) == 2 * len(STEMS)
     for path in written:
         committed = DEFAULT_OUT / path.name
-        assert committed.is_file(), f"{committed} is missing; run python -m mjexp.data.prompt_sets"
-        assert committed.read_bytes() == path.read_bytes(), f"{committed} is stale; run python -m mjexp.data.prompt_sets"
+        assert committed.is_file(), f"{committed} is missing; run python -m mjexp.data.prompt_set_files"
+        assert committed.read_bytes() == path.read_bytes(), f"{committed} is stale; run python -m mjexp.data.prompt_set_files"
 
 
 @pytest.mark.parametrize("stem", STEMS)

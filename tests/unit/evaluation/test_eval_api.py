@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from evaluation import EvalConfig, PreflightError, ReferenceSet, Scorer, api, make_record, write_report
+from evaluation import ScoringConfig, PreflightError, ReferenceSet, Scorer, api, make_record, write_report
 from evaluation.attributes import AttributeAccuracy
 from evaluation.diversity import prompt_diversity
-from evaluation.images import to_uint8
+from evaluation.quantisation import to_uint8
 from evaluation.patch_fid import patch_fid, patch_moments
 from evaluation.roughness import roughness
 
@@ -53,7 +53,7 @@ def test_preflight_lists_every_missing_model(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *args, **kwargs: None)
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "judge").mkdir()
-    config = EvalConfig(
+    config = ScoringConfig(
         extractors=("inception", "judge"), judge_dir=str(tmp_path / "judge"), clip_models=(("ViT-B-32", "laion2b_s34b_b79k"),)
     )
     with pytest.raises(PreflightError) as error:
@@ -67,7 +67,7 @@ def test_preflight_lists_every_missing_model(tmp_path: Path, monkeypatch: pytest
 def test_patch_fid_of_generated_images_against_the_cached_reference_windows(
     judge_dir: Path, make_squares, tmp_path: Path
 ) -> None:
-    scorer = Scorer(EvalConfig(judge_dir=str(judge_dir), bootstrap=20, cache_dir=str(tmp_path / "cache")))
+    scorer = Scorer(ScoringConfig(judge_dir=str(judge_dir), bootstrap=20, cache_dir=str(tmp_path / "cache")))
     calls: list[int] = []
     patches = scorer.patch_reference(reference_set(make_squares, 48, calls))
     again = scorer.patch_reference(reference_set(make_squares, 48, calls))
@@ -89,13 +89,13 @@ def test_patch_fid_of_generated_images_against_the_cached_reference_windows(
 
 def test_config_errors_name_the_key() -> None:
     with pytest.raises(ValueError, match="bootstrap=5 must be >= 10"):
-        EvalConfig(judge_dir="x", bootstrap=5)
+        ScoringConfig(judge_dir="x", bootstrap=5)
     with pytest.raises(ValueError, match="judge_dir is not set"):
-        EvalConfig()
+        ScoringConfig()
 
 
 def test_score_reference_validity_and_report(judge_dir: Path, tiny_clip_file: Path, make_squares, template, tmp_path: Path) -> None:
-    config = EvalConfig(
+    config = ScoringConfig(
         judge_dir=str(judge_dir), clip_models=((TINY_NAME, str(tiny_clip_file)),), bootstrap=20, kid_subsets=5,
         cache_dir=str(tmp_path / "cache"),
     )
@@ -169,7 +169,7 @@ def test_record_needs_the_setting_keys() -> None:
 
 
 def test_judge_without_fid_still_measures_validity(judge_dir: Path, make_squares, template, tmp_path: Path) -> None:
-    scorer = Scorer(EvalConfig(extractors=(), judge_dir=str(judge_dir), cache_dir=str(tmp_path)))
+    scorer = Scorer(ScoringConfig(extractors=(), judge_dir=str(judge_dir), cache_dir=str(tmp_path)))
     reference = scorer.reference(reference_set(make_squares, 40, []), template)
     assert reference.validity is not None and reference.validity.n_images == 40
     images, attrs = make_squares(8, seed=3)
@@ -186,7 +186,7 @@ def test_faithful_diversity_counts_only_images_with_every_attribute_right(
     right = np.arange(40) < 24  # images 0-23 have every attribute right; 24-31 miss the position only
     correct = {"color": right | (np.arange(40) < 32), "position": right}
     monkeypatch.setattr(api, "attribute_accuracy", lambda *args, **kwargs: AttributeAccuracy(correct))
-    scorer = Scorer(EvalConfig(extractors=(), judge_dir=str(judge_dir), cache_dir=str(tmp_path)))
+    scorer = Scorer(ScoringConfig(extractors=(), judge_dir=str(judge_dir), cache_dir=str(tmp_path)))
     result = scorer.score(images, prompts, attrs=attrs, template=template)
     embeddings = scorer.judge.encode_images(to_uint8(images, "test")[0], 64)
     expected = prompt_diversity(embeddings[:24], prompts[:24])

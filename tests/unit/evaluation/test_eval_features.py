@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 from evaluation.features import extract_features, load_extractor, resolve_extractor
 from evaluation.fid import fid_from_features
-from evaluation.images import to_uint8
+from evaluation.quantisation import to_uint8
 from evaluation.kid import kid
 from evaluation.weights import MissingWeightsError, UnsafeWeightsError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evaluation.images import check_images, to_uint8
+from evaluation.quantisation import check_images, to_uint8
 
 
 def test_nan_and_inf_images_are_a_clear_error() -> None:

@@ -1,4 +1,4 @@
-"""Layer independence: no module under evaluation/ imports mjexp (DESIGN.md)."""
+"""Layer independence: no module under evaluation/ imports mjexp (docs/architecture.md)."""
 
 from __future__ import annotations
 

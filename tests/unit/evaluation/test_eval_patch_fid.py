@@ -131,7 +131,7 @@ def test_reference_window_statistics_are_cached(tmp_path) -> None:
 
 
 def test_a_reference_exists_at_the_data_size_and_up_to_the_originals_size() -> None:
-    from mjexp.evaluate import missing_patch_reference
+    from mjexp.runs.eval_run.scoring import missing_patch_reference
 
     assert missing_patch_reference(16, 16, 16, native_size=8) is None  # the data as trained on
     assert missing_patch_reference(32, 32, 16, native_size=math.inf) is None

@@ -13,7 +13,7 @@ from PIL import Image
 from evaluation.diversity import prompt_diversity
 from evaluation.bootstrap import fid_difference
 from evaluation.patch_fid import patch_fid_difference, patch_moments
-from mjexp.paired_settings import (
+from mjexp.runs.eval_run.paired_settings import (
     add_paired_comparisons, add_paired_diversity, add_paired_fid, add_paired_patch_fid, disagreement_grids,
     verdict_changes,
 )

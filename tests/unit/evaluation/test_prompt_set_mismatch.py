@@ -8,9 +8,9 @@ import warnings
 import pytest
 from omegaconf import OmegaConf
 
-from mjexp.builders import build_datamodule
+from mjexp.runs.components import build_datamodule
 from mjexp.data.shapes import ShapesSpec
-from mjexp.evaluate import auto_prompt_set, load_prompts
+from mjexp.runs.eval_run.prompts import auto_prompt_set, load_prompts
 
 
 class _Data:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mjexp.generation import MANIFEST, generate_to_folder, item_name
+from mjexp.runs.generation import MANIFEST, generate_to_folder, item_name
 
 PROMPTS = ["a red circle", "a blue square"]
 MODEL = "0123456789abcdef" * 4

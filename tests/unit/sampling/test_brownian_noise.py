@@ -10,7 +10,7 @@ import torch
 
 from mjexp.sampling.brownian import LEVELS, BrownianSteps, lattice_time
 from mjexp.sampling.denoiser import Denoiser
-from mjexp.sampling.gaussian_mixture import reference_mixture
+from mjexp.testing.gaussian_mixture import reference_mixture
 from mjexp.sampling.guidance import Guidance
 from mjexp.sampling.noise import ItemNoise
 from mjexp.sampling.samplers import SamplerSettings, sample

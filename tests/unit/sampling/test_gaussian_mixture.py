@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mjexp.sampling.denoiser import Denoiser
-from mjexp.sampling.gaussian_mixture import GaussianMixture, reference_mixture
+from mjexp.testing.gaussian_mixture import GaussianMixture, reference_mixture
 from sampling_helpers import linear_schedule
 
 MIXTURE = reference_mixture()

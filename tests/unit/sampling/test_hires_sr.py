@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
 from mjexp.config import ConfigError, register_configs, validate
-from mjexp.diffusion.module import DiffusionModule
+from mjexp.diffusion.training_module import DiffusionModule
 from mjexp.diffusion.schedules import NoiseSchedule
 from mjexp.diffusion.superres import SuperResolution, degrade, noise_augment
 from mjexp.diffusion.unet import UNet, UNetSpec

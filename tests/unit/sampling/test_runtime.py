@@ -9,7 +9,7 @@ import torch
 from mjexp.diffusion.unet import UNet, UNetSpec
 from mjexp.sampling.denoiser import Denoiser
 from mjexp.sampling.guidance import Guidance, GuidedDenoiser
-from mjexp.sampling.module import GuidanceSampler
+from mjexp.sampling.guidance_sampler import GuidanceSampler
 from mjexp.sampling.noise import ItemNoise
 from mjexp.sampling.runtime import CudaGraphNetwork, Runtime
 from mjexp.sampling.samplers import SamplerSettings, sample

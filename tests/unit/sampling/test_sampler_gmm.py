@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mjexp.sampling.denoiser import Denoiser
-from mjexp.sampling.gaussian_mixture import reference_mixture
+from mjexp.testing.gaussian_mixture import reference_mixture
 from mjexp.sampling.guidance import Guidance
 from mjexp.sampling.samplers import SamplerSettings, initial_state, sample_from
 from sampling_helpers import linear_schedule

@@ -22,7 +22,7 @@ import torch
 from scipy.integrate import solve_ivp
 
 from mjexp.sampling.denoiser import Denoiser, vp_coefficients_at
-from mjexp.sampling.gaussian_mixture import reference_mixture
+from mjexp.testing.gaussian_mixture import reference_mixture
 from mjexp.sampling.samplers import initial_state, sample_ddim, sample_dpmpp_2m, sample_euler, sample_heun
 from sampling_helpers import linear_schedule
 

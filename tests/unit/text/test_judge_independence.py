@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mjexp.evaluate import check_judge_independence, shared_initial_weights
+from mjexp.runs.eval_run.judge_independence import check_judge_independence, shared_initial_weights
 from mjexp.text import clip_train
 from mjexp.text.clip_module import DomainClipConfig
 from mjexp.text.clip_train import METRICS_FILE

@@ -29,7 +29,7 @@ from mjexp.text.base import TextEmbedding, TextEncoder
 
 
 class SRModel(Protocol):
-    """A loaded super-resolution model (:class:`mjexp.export.LoadedModel` is one)."""
+    """A loaded super-resolution model (:class:`mjexp.runs.models.LoadedModel` is one)."""
 
     unet: UNet
     text_encoder: TextEncoder

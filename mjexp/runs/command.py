@@ -6,59 +6,57 @@ Inside a Hydra multirun the error is re-raised instead: exiting would end the wh
 error fails only this job (Hydra records it, the other jobs run, the sweep summary names it).
 
 A stop signal (SIGTERM, SIGINT, SLURM's SIGUSR1/2) ends the command, sweep included, with exit
-status 128 + the signal number after the run saved what it can (:mod:`mjexp.signals`).
+status 128 + the signal number after the run saved what it can (:mod:`mjexp.runs.signals`).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
+from evaluation.preflight import PreflightError
 from mjexp.config import ConfigError
+from mjexp.diffusion.training_module import NonFiniteLossError
+from mjexp.files.checkpoints import CheckpointError
+from mjexp.files.disk import DiskFullError
+from mjexp.files.lock import RunFolderInUse
+from mjexp.runs import signals
+from mjexp.runs.log_noise import quiet_third_party_logs
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    from evaluation.preflight import PreflightError
-    from mjexp.checkpoint_io import CheckpointError
-    from mjexp.diffusion.module import NonFiniteLossError
-    from mjexp.disk_space import DiskFullError
-    from mjexp.run_lock import RunFolderInUse
-
-    return (
-        ValueError, FileNotFoundError, CheckpointError, PreflightError, NonFiniteLossError, DiskFullError,
-        RunFolderInUse,
-    )
+# What a user can fix: one line, exit 2 (ConfigError and DataTooSmallError are ValueErrors).
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, FileNotFoundError, CheckpointError, PreflightError, NonFiniteLossError, DiskFullError, RunFolderInUse,
+)
 
 
 def in_multirun() -> bool:
     """True inside a job of ``-m`` / ``--multirun``."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def reports_user_errors(task: F) -> F:
     """Wrap a Hydra task function: known user errors -> ``error: <message>`` on stderr, exit 2;
-    stop signals -> exit 128 + signal; third-party log noise filtered (:mod:`mjexp.log_noise`)."""
+    stop signals -> exit 128 + signal; third-party log noise filtered (:mod:`mjexp.runs.log_noise`)."""
 
     @functools.wraps(task)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from mjexp import signals
-        from mjexp.log_noise import quiet_third_party_logs
-
         quiet_third_party_logs()
         try:
             with signals.handling_stop_signals():
                 return task(*args, **kwargs)
         except signals.Interrupted as stop:
             signals.exit_for(stop)
-        except user_errors() as error:
+        except USER_ERRORS as error:
             if os.environ.get("MJEXP_DEBUG") or in_multirun():
                 raise
             if isinstance(error, ConfigError):
@@ -72,10 +70,6 @@ def reports_user_errors(task: F) -> F:
 def discard_untouched_run_dir() -> None:
     """Remove the run folder Hydra made for a command refused at its config check: it holds only
     Hydra's own files (``.hydra/``, the job log), and a typo should leave nothing behind."""
-    import shutil
-
-    from hydra.core.hydra_config import HydraConfig
-
     if not HydraConfig.initialized():
         return
     run_dir = Path(HydraConfig.get().runtime.output_dir)

@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from evaluation import paired_difference
 from evaluation.bootstrap import fid_difference
 from evaluation.diversity import Diversity, paired_diversity_difference
+from evaluation.grids import GRID_COLUMNS, SampleGrid
 from evaluation.judge import JUDGE
 from evaluation.patch_fid import PatchMoments, patch_fid_difference
-from evaluation.grids import GRID_COLUMNS, SampleGrid
-from mjexp.generation import load_images
+from mjexp.runs.generation import load_images
 from mjexp.tracking.mlflow import Tracker
 
 

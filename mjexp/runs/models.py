@@ -28,20 +28,30 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
-from mjexp.builders import (
+from mjexp.diffusion.schedules import NoiseSchedule
+from mjexp.diffusion.superres import SuperResolution
+from mjexp.diffusion.training_module import Weights
+from mjexp.diffusion.unet import UNet
+from mjexp.files.checkpoints import (
+    CheckpointError,
+    atomic_write,
+    load_safetensors,
+    load_torch_file,
+    state_mismatch,
+)
+from mjexp.runs.components import (
     build_schedule,
     build_super_resolution,
     build_text_encoder,
     build_unet,
     check_loaded_config,
+    sampling_settings,
 )
-from mjexp.checkpoint_io import CheckpointError, atomic_write, load_safetensors, load_torch_file, state_mismatch
-from mjexp.diffusion.module import Weights
-from mjexp.diffusion.schedules import NoiseSchedule
-from mjexp.diffusion.superres import SuperResolution
-from mjexp.diffusion.unet import UNet
+from mjexp.sampling.guidance_sampler import GuidanceSampler
+from mjexp.sampling.runtime import Runtime
 from mjexp.text.base import TextEncoder
 
+MLFLOW_PREFIX = "mlflow:"  # a checkpoint reference to a run's "export" artifact
 CONFIG_FILE = "config.yaml"
 TEXT_ENCODER_DIR = "text_encoder"
 
@@ -59,6 +69,21 @@ class LoadedModel:
     source: str
     fingerprint: str  # what makes its images (model_fingerprint)
     super_resolution: SuperResolution | None = None
+
+    @property
+    def resolution(self) -> int:
+        return int(self.config["data"]["resolution"])
+
+    def guidance_sampler(
+        self, sampling: Any, seed: int, runtime: Runtime, sr_model: "LoadedModel | None" = None
+    ) -> GuidanceSampler:
+        """The LightningModule that samples this model with the ``sampler``/``guidance``/``hires``
+        settings of ``sampling`` (a config node), items seeded by ``seed``."""
+        sampler, guidance, hires, negative = sampling_settings(sampling)
+        return GuidanceSampler(
+            self.unet, self.text_encoder, self.schedule, self.resolution, sampler, guidance, hires, negative,
+            seed=seed, runtime=runtime, sr_model=sr_model,
+        )
 
 
 # Where the text-encoder config says where to find or fetch weights, not what they are.
@@ -104,7 +129,7 @@ def model_state(unet: torch.nn.Module, text_encoder: TextEncoder) -> dict[str, t
 
 
 def export_model(module: Any, config: Mapping[str, Any], folder: str | Path, domain_clip_path: Path | None) -> Path:
-    """Write an export folder for a trained :class:`~mjexp.diffusion.module.DiffusionModule`."""
+    """Write an export folder for a trained :class:`~mjexp.diffusion.training_module.DiffusionModule`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for weights in ("ema", "raw"):
@@ -120,12 +145,17 @@ def export_model(module: Any, config: Mapping[str, Any], folder: str | Path, dom
     return folder
 
 
+def mlflow_run_of(ref: str) -> str | None:
+    """The run id of an ``mlflow:<run_id>`` checkpoint reference, else None (a path)."""
+    return ref[len(MLFLOW_PREFIX) :] if ref.startswith(MLFLOW_PREFIX) else None
+
+
 def resolve_reference(ref: str, download_dir: str | Path | None = None) -> Path:
     """Turn ``mlflow:<run_id>`` into a local export folder; paths are returned as they are."""
-    if ref.startswith("mlflow:"):
-        import mlflow
+    run_id = mlflow_run_of(ref)
+    if run_id is not None:
+        import mlflow  # third-party, only for mlflow: references
 
-        run_id = ref[len("mlflow:") :]
         target = Path(download_dir or tempfile.mkdtemp(prefix="mjexp-export-"))
         try:
             local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="export", dst_path=str(target))

@@ -3,7 +3,7 @@
 - Loading always uses ``torch.load(weights_only=True)``: a checkpoint is data, never code.
 - Saving writes a temporary file next to the target, fsyncs it and renames it over the target,
   so a crash mid-save leaves the previous checkpoint intact, never a truncated one. A full disk is
-  one :class:`~mjexp.disk_space.DiskFullError` naming the file and the space left.
+  one :class:`~mjexp.files.disk.DiskFullError` naming the file and the space left.
 - A checkpoint that cannot be read (zero bytes, truncated, corrupted, or a pickle that asks to
   run code) raises :class:`CheckpointError` naming the file; so does a safetensors file that is
   truncated or whose header does not fit the file (:func:`load_safetensors`).
@@ -20,7 +20,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors.torch import load_file
 
-from mjexp.disk_space import names_full_disk
+from mjexp.files.disk import names_full_disk
 
 RESUME_HINT = "free space, then resume with ckpt_path=last"
 # The temporary files of atomic_write (".<name>.<random>.tmp"); one left by a killed process is debris.

@@ -1,12 +1,12 @@
 """What every dataset shares: the sample/batch contract, an in-memory dataset and the DataModule base.
 
-Batch contract (DESIGN.md): ``{"image": float (B, 3, H, W) in [-1, 1], "text": list[str]}`` plus,
+Batch contract (docs/architecture.md, "Contracts"): ``{"image": float (B, 3, H, W) in [-1, 1], "text": list[str]}`` plus,
 where the data knows them, ``"attrs": dict[str, list]`` (one list entry per image).
 
 Small datasets: ``train`` uses ``drop_last=True`` (a ragged last batch would change the loss
 scale and batch statistics), so a train split smaller than one batch would yield no batches at
 all; such a loader uses the whole split as its batch instead (:func:`fitted_batch_size`; the run's
-preflight, :mod:`mjexp.data_requirements`, says so and logs the value used). The other splits are
+preflight, :mod:`mjexp.data.requirements`, says so and logs the value used). The other splits are
 only evaluated, so they keep every image (``drop_last=False``) and may be smaller than a batch; an
 empty split is an error.
 """
@@ -110,7 +110,7 @@ class CaptionedImageDataModule(L.LightningDataModule):
     def native_size(self, split: str) -> float:
         """The largest square size at which every image of ``split`` exists without upscaling
         (``math.inf`` for data rendered at any size): a datamodule built at that ``resolution`` or
-        below gives a reference for a hires fix's output (patch FID, mjexp.evaluate). The data's own
+        below gives a reference for a hires fix's output (patch FID, mjexp.runs.eval_run.grid_evaluation). The data's own
         resolution is a reference in any case (it is what the model learned)."""
         return self.resolution
 

@@ -1,5 +1,5 @@
 """Versioned evaluation prompt sets, written to ``evaluation/prompts/`` by
-``python -m mjexp.data.prompt_sets [--out DIR]``.
+``python -m mjexp.data.prompt_set_files [--out DIR]``.
 
 Each set is ``<name>_v<version>.jsonl`` (one ``{"prompt", "attrs"}`` per line) plus
 ``<name>_v<version>.meta.json`` (version, dataset, caption template, attribute vocabulary,
@@ -25,7 +25,7 @@ DEFAULT_OUT = Path(__file__).resolve().parents[2] / "evaluation" / "prompts"
 
 
 @dataclass(frozen=True)
-class PromptSet:
+class PromptSetSpec:
     name: str
     version: int
     dataset: str
@@ -78,28 +78,28 @@ def two_object_attrs(spec: ShapesSpec) -> list[dict[str, str]]:
     return rows
 
 
-def prompt_sets() -> list[PromptSet]:
+def prompt_sets() -> list[PromptSetSpec]:
     """Every versioned prompt set."""
     single, two = ShapesSpec(), ShapesSpec(two_objects=True)
     return [
-        PromptSet(
+        PromptSetSpec(
             "shapes_single", 1, "shapes",
             "Every single-object combination of the default colours, shapes and positions, once each.",
             single.schema(), list(single.schema().combinations()),
         ),
-        PromptSet(
+        PromptSetSpec(
             "shapes_two_object", 1, "shapes",
             "Two objects of different colours in distinct quadrants (caption in quadrant order); "
             "balanced over quadrant pairs, colours and shapes per object slot.",
             two.schema(), two_object_attrs(two),
         ),
-        PromptSet(
+        PromptSetSpec(
             "shapes_heldout", 1, "shapes",
             "Single-object prompts whose (colour, shape) is in the default holdout, so never in train "
             "when the holdout is enabled: compositional generalisation.",
             single.schema(), heldout_attrs(single, DEFAULT_HOLDOUT), {"holdout": list(DEFAULT_HOLDOUT)},
         ),
-        PromptSet(
+        PromptSetSpec(
             "digits", 1, "digits", "One prompt per handwritten digit class.",
             DIGITS_SCHEMA, list(DIGITS_SCHEMA.combinations()),
         ),

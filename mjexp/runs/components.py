@@ -16,7 +16,11 @@ from omegaconf import DictConfig, OmegaConf
 from mjexp.diffusion.schedules import NoiseSchedule
 from mjexp.diffusion.superres import SuperResolution
 from mjexp.diffusion.unet import UNet, UNetSpec
+from mjexp.sampling import Guidance, HiresSettings, SamplerSettings
 from mjexp.text.base import TextEncoder
+from mjexp.text.clip_module import DomainClipConfig
+from mjexp.text.clip_train import train_domain_clip
+from mjexp.text.encoders import build_text_encoder as build_encoder
 
 DATA_MODULES: dict[str, str] = {
     "shapes": "mjexp.data.shapes:ShapesDataModule",
@@ -73,8 +77,6 @@ def build_datamodule(data_cfg: Any) -> Any:
 
 def domain_clip_settings(text_cfg: Any) -> Any:
     """The trainer recipe part of a ``domain_clip`` text-encoder config."""
-    from mjexp.text.clip_module import DomainClipConfig
-
     kwargs = _plain(text_cfg)
     for key in ("name", "seed", "cache_dir", "path", "enabled", "caption_noise"):
         kwargs.pop(key, None)
@@ -99,8 +101,6 @@ def domain_clip_data(data_cfg: Any, text_cfg: Any, datamodule: Any) -> Any:
 
 def train_or_reuse_domain_clip(text_cfg: Any, datamodule: Any, split: str = "train", seed: int | None = None) -> Path:
     """Folder of the domain CLIP for this data (trained now, or reused from the cache)."""
-    from mjexp.text.clip_train import train_domain_clip
-
     settings = _plain(text_cfg)
     return Path(
         train_domain_clip(
@@ -127,8 +127,6 @@ def resolve_package_path(name_or_path: str) -> str:
 
 def build_text_encoder(text_cfg: Any, domain_clip_path: str | Path | None = None) -> TextEncoder:
     """The encoder named by ``text_encoder.name``; ``domain_clip`` needs its trained folder."""
-    from mjexp.text.encoders import build_text_encoder as build
-
     kwargs = _plain(text_cfg)
     name = kwargs.pop("name")
     if "name_or_path" in kwargs:
@@ -143,8 +141,8 @@ def build_text_encoder(text_cfg: Any, domain_clip_path: str | Path | None = None
     if name == "domain_clip":
         if domain_clip_path is None:
             raise ValueError("text_encoder=domain_clip needs a trained folder (train_or_reuse_domain_clip)")
-        return build("domain_clip", path=str(domain_clip_path))
-    return build(name, **kwargs)
+        return build_encoder("domain_clip", path=str(domain_clip_path))
+    return build_encoder(name, **kwargs)
 
 
 def build_schedule(schedule_cfg: Any, resolution: int) -> NoiseSchedule:
@@ -180,11 +178,9 @@ def build_unet(
 
 def sampling_settings(sampling_cfg: Any) -> tuple[Any, Any, Any, str]:
     """(SamplerSettings, Guidance, HiresSettings, negative prompt) from the sampler/guidance/hires groups."""
-    from mjexp.sampling import Guidance, HiresSettings, SamplerSettings
-
     s, g, h = (_plain(sampling_cfg[key]) for key in ("sampler", "guidance", "hires"))
     sampler = SamplerSettings(**s)
-    h.pop("model", None)  # a checkpoint reference, loaded by the caller (mjexp.export.load_model)
+    h.pop("model", None)  # a checkpoint reference, loaded by the caller (mjexp.runs.models.load_model)
     negative = g.pop("negative_prompt", "")
     for key in ("interval", "ramp_sigmas"):
         if g.get(key) is not None:

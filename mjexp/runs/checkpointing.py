@@ -1,5 +1,5 @@
 """Training checkpoints: every ``trainer.checkpoint_every_n_steps`` steps, and at the current step
-when a stop signal arrives (:mod:`mjexp.signals`).
+when a stop signal arrives (:mod:`mjexp.runs.signals`).
 
 Lightning writes a step's checkpoint at the step's batch end, before it logs the step's metrics: a
 run killed in between and resumed from that checkpoint never logs that step. The step's metrics
@@ -17,7 +17,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from mjexp import signals
+from mjexp.runs import signals
 
 
 class StepCheckpoint(ModelCheckpoint):

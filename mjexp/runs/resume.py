@@ -16,19 +16,18 @@ values, unless the key is one of :data:`RESUMABLE_CHANGES`: a resumed run is the
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from mjexp.checkpoint_io import TEMP_FILE_PATTERN, CheckpointError, load_torch_file
+from mjexp.files.checkpoints import TEMP_FILE_PATTERN, CheckpointError, load_torch_file
+from mjexp.runs.run_info import read_run_id
 from mjexp.tracking.mlflow import flatten
 
 CHECKPOINT_DIR = "checkpoints"
 EXPORT_DIR = "export"
-RUN_INFO = "run.json"
 # Config keys (or prefixes ending in ".") a resumed run may change: how long it trains, what and
 # how often it logs, checkpoints, validates and evaluates, where it writes and tracks. None of them
 # changes the weights of the steps already trained (validation draws from its own generator).
@@ -158,9 +157,7 @@ def open_resume(ckpt_path: str | None, run_dir: Path, requested: Mapping[str, An
             f"checkpoint {checkpoint_file} belongs to a run with another config ({'; '.join(differences)}); "
             "resume it with the same settings, or start a new run in a new folder"
         )
-    info = run_dir / RUN_INFO
-    run_id = json.loads(info.read_text()).get("mlflow_run_id") if info.exists() else None
-    return Resume(checkpoint_file, run_dir, run_id)
+    return Resume(checkpoint_file, run_dir, read_run_id(run_dir))
 
 
 def refuse_to_overwrite(run_dir: Path) -> None:

@@ -9,7 +9,7 @@ Layout of a generation folder::
 Rows are appended (and fsynced) only after an item's PNGs are on disk, so a killed run leaves a
 manifest that lists exactly the finished items; re-running skips them, so the final set has no
 duplicates and no gaps. Under DDP every rank appends to its own shard (``manifest.rank<k>.jsonl``)
-and :func:`read_manifest` merges them. A stop signal (:mod:`mjexp.signals`) ends generation after
+and :func:`read_manifest` merges them. A stop signal (:mod:`mjexp.runs.signals`) ends generation after
 the batch being written; a full disk is one error naming the file.
 
 A finished item is reused only when everything that made it matches: each row records its source
@@ -34,9 +34,9 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from mjexp import signals
-from mjexp.checkpoint_io import atomic_write
-from mjexp.disk_space import append_durably, names_full_disk
+from mjexp.files.checkpoints import atomic_write
+from mjexp.files.disk import append_durably, names_full_disk
+from mjexp.runs import signals
 
 MANIFEST = "manifest.jsonl"
 CONTINUE = "rerun into the same output folder (a training: with ckpt_path=last) to continue after the finished images"
@@ -231,7 +231,7 @@ def generate_to_folder(
 ) -> dict[tuple[int, int], dict[str, Any]]:
     """Generate every missing item of the prompt set into ``folder``; returns its manifest rows.
 
-    ``model`` identifies the networks of ``sampler_module`` (:func:`mjexp.export.images_fingerprint`).
+    ``model`` identifies the networks of ``sampler_module`` (:func:`mjexp.runs.models.images_fingerprint`).
     Finished items of the same source and prompt are reused; see the module docstring for the rest.
     """
     folder = Path(folder)

@@ -36,12 +36,6 @@ GRID_KEYS = {
     "hires.guidance_scale": "hires.guidance_scale",
     "hires.noise_aug": "hires.noise_aug",
 }
-DATA_PROMPTS = "data"  # eval.prompt_set=data: the reference split's own captions
-AUTO_PROMPTS = "auto"  # eval.prompt_set=auto: a built-in set in the model's caption form, else data
-# auto's candidates, in order (shapes_heldout_v1 is for data.holdout studies: ask for it by name).
-GENERAL_PROMPT_SETS = ("shapes_single_v1", "shapes_two_object_v1", "digits_v1")
-
-
 def flatten_grid(grid: Any, prefix: str = "") -> dict[str, Any]:
     """``{guidance: {scale: [1, 3]}}`` -> ``{"guidance.scale": [1, 3]}`` (dotted keys pass through)."""
     if OmegaConf.is_config(grid):

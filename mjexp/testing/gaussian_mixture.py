@@ -20,7 +20,12 @@ from dataclasses import dataclass
 
 import torch
 
-from mjexp.diffusion.parameterization import Parameterization, Predictions, target_from, vp_coefficients
+from mjexp.diffusion.parameterization import (
+    Parameterization,
+    Predictions,
+    target_from,
+    vp_coefficients,
+)
 from mjexp.diffusion.schedules import NoiseSchedule
 
 

@@ -23,14 +23,18 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from mjexp import random_state
-from mjexp.checkpoint_io import CheckpointError, state_mismatch
+from mjexp.diffusion import random_state
 from mjexp.diffusion.ema import EMA
 from mjexp.diffusion.losses import LossWeighting, loss_weights
-from mjexp.diffusion.parameterization import Parameterization, check_parameterization, target_from
+from mjexp.diffusion.parameterization import (
+    Parameterization,
+    check_parameterization,
+    target_from,
+)
 from mjexp.diffusion.schedules import NoiseSchedule
 from mjexp.diffusion.superres import SuperResolution, degrade, noise_augment
 from mjexp.diffusion.unet import UNet
+from mjexp.files.checkpoints import CheckpointError, state_mismatch
 from mjexp.text.base import TextEmbedding, TextEncoder
 
 LrSchedule = Literal["constant", "cosine"]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class ScoringConfig:
     """Scoring settings. Defaults need nothing from outside: the judge only.
 
     ``extractors``: FID/KID feature extractors (``inception``, ``judge``, ``clip-*``, ``dinov2-*``).

@@ -3,16 +3,14 @@
 One MLflow parent run per invocation holds the whole story: the resolved config as params, the
 domain-CLIP retrieval accuracy, the training curves, the exported weights and, when
 ``evaluate=true``, the evaluation of ``eval.grid`` in nested runs. A failure marks the run FAILED
-with its error, a stop signal KILLED (after a checkpoint at the current step, :mod:`mjexp.signals`);
+with its error, a stop signal KILLED (after a checkpoint at the current step, :mod:`mjexp.runs.signals`);
 what was already written (checkpoints, journal) stays on disk. One live run per output folder
-(:mod:`mjexp.run_lock`); what a resume continues, and whether it may, is :mod:`mjexp.resume`'s.
+(:mod:`mjexp.files.lock`); what a resume continues, and whether it may, is :mod:`mjexp.runs.resume`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import traceback
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,7 +20,15 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from mjexp.builders import (
+from mjexp.config import validate
+from mjexp.data.requirements import check_evaluation_data, check_training_data, enforce
+from mjexp.diffusion.training_module import DiffusionModule, OptimSettings
+from mjexp.files.checkpoints import SafeCheckpointIO
+from mjexp.files.lock import run_folder_lock
+from mjexp.runs import signals
+from mjexp.runs.checkpointing import StepCheckpoint
+from mjexp.runs.command import in_multirun
+from mjexp.runs.components import (
     build_datamodule,
     build_schedule,
     build_super_resolution,
@@ -31,54 +37,24 @@ from mjexp.builders import (
     domain_clip_data,
     train_or_reuse_domain_clip,
 )
-from mjexp import signals
-from mjexp.checkpoint_io import SafeCheckpointIO
-from mjexp.cli import in_multirun
-from mjexp.config import validate
-from mjexp.data_requirements import check_evaluation_data, check_training_data, enforce
-from mjexp.diffusion.module import DiffusionModule, OptimSettings
-from mjexp.export import export_model
-from mjexp.progress import TrainingProgress, ValidationSteps
-from mjexp.resume import (
-    CHECKPOINT_DIR, EXPORT_DIR, RUN_INFO, Resume, continued_folder, open_resume, refuse_to_overwrite, remove_debris,
+from mjexp.runs.eval_run.grid_evaluation import evaluate_grid
+from mjexp.runs.eval_run.prompts import load_prompts, prompt_params
+from mjexp.runs.models import export_model
+from mjexp.runs.progress import TrainingProgress, ValidationSteps
+from mjexp.runs.resume import (
+    CHECKPOINT_DIR,
+    EXPORT_DIR,
+    Resume,
+    continued_folder,
+    open_resume,
+    refuse_to_overwrite,
+    remove_debris,
 )
-from mjexp.run_lock import run_folder_lock
-from mjexp.step_checkpoint import StepCheckpoint
-from mjexp.tracking.journal import JOURNAL_NAME, Journal
-from mjexp.tracking.hydra_job import hydra_job_tags
+from mjexp.runs.tracker import REPOSITORY, is_primary_process, open_tracker
+from mjexp.text.clip_train import read_metrics
 from mjexp.tracking.lightning import SafeMLFlowLogger, ValidationAtItsStep
-from mjexp.tracking.mlflow import Tracker, resolve_tracking_uri
-from mjexp.tracking.provenance import provenance_tags, write_provenance_files
-
-def is_primary_process() -> bool:
-    """False in the extra processes a distributed launcher starts (Lightning DDP, torchrun, SLURM).
-
-    Those processes re-run the entry point; only the primary one tracks, exports and evaluates.
-    """
-    return all(int(os.environ.get(var, "0") or 0) == 0 for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"))
-
-
-def open_tracker(cfg: DictConfig, output_dir: Path, resume: Resume | None) -> Tracker:
-    """The invocation's parent MLflow run (the resumed one when continuing a training)."""
-    launch_dir = Path.cwd()
-    if not is_primary_process():
-        return Tracker("", cfg.tracking.experiment or cfg.name, "", Journal(None), enabled=False)
-    uri = resolve_tracking_uri(cfg.tracking.tracking_uri, launch_dir)
-    experiment = cfg.tracking.experiment or cfg.name
-    run_name = cfg.tracking.run_name or output_dir.name
-    tags = {
-        **provenance_tags(Path(__file__).resolve().parent.parent),
-        **hydra_job_tags(),
-        "mjexp.output_dir": str(output_dir),
-    }
-    tracker = Tracker(
-        uri, experiment, run_name, Journal(output_dir / JOURNAL_NAME), tags=tags,
-        resume_run_id=resume.run_id if resume else None, enabled=cfg.tracking.enabled,
-    )
-    (output_dir / RUN_INFO).write_text(
-        json.dumps({"mlflow_run_id": tracker.run_id, "tracking_uri": uri, "experiment": experiment}, indent=2)
-    )
-    return tracker
+from mjexp.tracking.mlflow import Tracker
+from mjexp.tracking.provenance import write_provenance_files
 
 
 def build_trainer(cfg: DictConfig, output_dir: Path, logger: SafeMLFlowLogger) -> L.Trainer:
@@ -148,12 +124,10 @@ def first_and_last(tracker: Tracker, key: str) -> tuple[float, float] | None:
 
 
 def check_data(cfg: DictConfig, datamodule: Any, evaluating: bool) -> dict[str, int]:
-    """Every requirement of this run on its data, before anything trains (:mod:`mjexp.data_requirements`);
+    """Every requirement of this run on its data, before anything trains (:mod:`mjexp.data.requirements`);
     returns the batch sizes fitted to small splits."""
     checks = [check_training_data(cfg, datamodule)]
     if evaluating:
-        from mjexp.evaluate import load_prompts, prompt_params
-
         n_prompts = prompt_params(load_prompts(cfg, datamodule), cfg.eval.reference_split)["n"]
         checks.append(check_evaluation_data(cfg, cfg.data, datamodule, n_prompts))
     return enforce(*checks)
@@ -196,7 +170,7 @@ def train_in_folder(
             config_file = output_dir / "config.yaml"
             config_file.write_text(OmegaConf.to_yaml(cfg, resolve=True))
             tracker.log_artifact(config_file)
-            for path in write_provenance_files(Path(__file__).resolve().parent.parent, output_dir / "provenance"):
+            for path in write_provenance_files(REPOSITORY, output_dir / "provenance"):
                 tracker.log_artifact(path, "provenance")
         else:
             print(f"Resuming from {resume.checkpoint} (output folder {output_dir})")
@@ -212,8 +186,6 @@ def train_in_folder(
             print(f"Text encoder: domain CLIP (trained on the train split{captions}, or reused from the cache)...")
             clip_data = domain_clip_data(cfg.data, cfg.text_encoder, datamodule)
             clip_path = train_or_reuse_domain_clip(cfg.text_encoder, clip_data)
-            from mjexp.text.clip_train import read_metrics
-
             clip_metrics = read_metrics(clip_path)
             tracker.log_metrics({"text_encoder/val_retrieval_top1": clip_metrics["val_retrieval_top1"]})
             print(f"  {clip_path.name}: val image->text retrieval top-1 {clip_metrics['val_retrieval_top1']:.3f}")
@@ -243,8 +215,6 @@ def train_in_folder(
         if cfg.evaluate and not cfg.eval.grid:
             print("No eval.grid given: skipping evaluation (e.g. eval.grid.guidance.scale=[1,3]).")
         if cfg.evaluate and cfg.eval.grid:
-            from mjexp.evaluate import evaluate_grid
-
             # Its own eval/ folder: images of its earlier weights (a continued training) are made again.
             results.update(evaluate_grid(cfg, export_dir, tracker, output_dir / "eval", ends_training=True))
         tracker.finish("FINISHED")

@@ -6,7 +6,7 @@ split too small for FID. Here every requirement that depends only on the data an
 checked at once, before the first encoder, judge or model is trained, and one error lists each
 unmet requirement with its numbers and the keys that fix it. Batch sizes larger than the split a
 component trains on are not errors: the component trains on the whole split in one batch
-(:func:`mjexp.data.module.fitted_batch_size`), and one line says so.
+(:func:`mjexp.data.datamodule.fitted_batch_size`), and one line says so.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from omegaconf import DictConfig
 
-from mjexp.data.module import fitted_batch_size
+from mjexp.data.datamodule import fitted_batch_size
 
 # Feature dimension of the FID extractors whose size is known without loading them (the judge's is
 # its eval.judge.embed_dim); FID needs at least dimension + 1 images in each set.

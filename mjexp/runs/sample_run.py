@@ -8,12 +8,11 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from evaluation.grids import SampleGrid, grid_png
-from mjexp.builders import describe_sampling, sampling_settings
 from mjexp.config import validate
-from mjexp.export import images_fingerprint, load_model, load_sr_model
-from mjexp.generation import generate_to_folder, load_images
-from mjexp.run_lock import run_folder_lock
-from mjexp.sampling.module import GuidanceSampler
+from mjexp.files.lock import run_folder_lock
+from mjexp.runs.components import describe_sampling, sampling_settings
+from mjexp.runs.generation import generate_to_folder, load_images
+from mjexp.runs.models import images_fingerprint, load_model, load_sr_model
 from mjexp.sampling.runtime import Runtime
 
 GRID_PROMPTS = 32  # rows of grid.png (every image is in images/ and the manifest)
@@ -46,14 +45,10 @@ def run_sampling(cfg: DictConfig) -> Path:
         raise ValueError('give exactly one of prompt="..." or prompts=FILE (.txt or .jsonl)')
     prompts = [cfg.prompt] if cfg.prompt is not None else read_prompts(cfg.prompts)
     sampling = OmegaConf.create({"sampler": cfg.sampler, "guidance": cfg.guidance, "hires": cfg.hires})
-    sampler, guidance, hires, negative = sampling_settings(sampling)
+    hires = sampling_settings(sampling)[2]
     loaded = load_model(cfg.ckpt, weights=cfg.weights, allow_download=cfg.allow_download)
     sr_model = load_sr_model(cfg.hires.model, cfg.weights, cfg.allow_download) if hires.uses_sr else None
-    module = GuidanceSampler(
-        loaded.unet, loaded.text_encoder, loaded.schedule, int(loaded.config["data"]["resolution"]),
-        sampler, guidance, hires, negative, seed=cfg.seed,
-        runtime=Runtime(cfg.precision, cfg.compile, cfg.cuda_graphs), sr_model=sr_model,
-    )
+    module = loaded.guidance_sampler(sampling, cfg.seed, Runtime(cfg.precision, cfg.compile, cfg.cuda_graphs), sr_model)
     out = Path(cfg.output_dir)
     how = describe_sampling(sampling)
     print(f"Sampling {len(prompts)} prompt(s) x {cfg.n}: {how}")

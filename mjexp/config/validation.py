@@ -1,0 +1,229 @@
+"""Start-up validation of a composed config: every key known, values in range, fields consistent.
+
+Runs first in every command (before any folder, run or model exists) and raises one
+:class:`ConfigError` listing every problem, each naming the full key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, get_args
+
+from omegaconf import DictConfig, OmegaConf
+
+from mjexp.config.grid import GRID_KEYS, expand_grid, flatten_grid
+from mjexp.config.schema import DATA_SCHEMAS, ROOT_SCHEMAS, TEXT_SCHEMAS
+from mjexp.diffusion.losses import LossWeighting
+from mjexp.diffusion.parameterization import Parameterization
+from mjexp.diffusion.schedules import BetaSchedule, Spacing
+from mjexp.diffusion.training_module import LrSchedule, NonfiniteLoss, Weights
+from mjexp.sampling.guidance import ScaleSchedule
+from mjexp.sampling.hires import UpscaleMode
+from mjexp.sampling.noise import STEP_NOISE
+from mjexp.sampling.samplers import SAMPLERS
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the full key."""
+
+
+# Free-form nodes: eval.grid is checked by mjexp.config.grid.expand_grid; the others hold user-named entries.
+FREE_FORM = ("hydra", "eval.grid", "eval.weights_paths")
+
+
+def _reference(cfg: DictConfig) -> DictConfig:
+    """The schema ``cfg`` was composed from: its command's root, with the schemas of the chosen
+    data and text encoder (a command's root is told apart by a key only it has)."""
+    root = "train" if "trainer" in cfg else "eval" if "images" in cfg else "sample"
+    reference = OmegaConf.structured(ROOT_SCHEMAS[root])
+    for group, schemas in (("data", DATA_SCHEMAS), ("text_encoder", TEXT_SCHEMAS)):
+        name = OmegaConf.select(cfg, f"{group}.name", default=None)
+        if name in schemas:
+            OmegaConf.update(reference, group, OmegaConf.structured(schemas[name]), force_add=True)
+    return reference
+
+
+def _dotted_keys(node: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for key in node:
+        full = f"{prefix}{key}"
+        if full in FREE_FORM:
+            continue
+        keys.append(full)
+        child = node._get_node(key)
+        if OmegaConf.is_dict(child) and not child._is_missing() and not child._is_none():
+            keys += _dotted_keys(child, full + ".")
+    return keys
+
+
+def unknown_keys(cfg: DictConfig) -> list[str]:
+    """One message per key of ``cfg`` that its schema does not have, naming the closest valid key."""
+    known = _dotted_keys(_reference(cfg))
+    problems = []
+    for key in _dotted_keys(cfg):
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else "no similar key exists"
+            problems.append(f"unknown key {key} ({hint})")
+    return problems
+
+
+# ---- validation ------------------------------------------------------------------------------
+CHOICES: dict[str, tuple[str, ...]] = {
+    "schedule.kind": get_args(BetaSchedule),
+    "diffusion.parameterization": get_args(Parameterization),
+    "diffusion.loss_weighting": get_args(LossWeighting),
+    "diffusion.nonfinite_loss": get_args(NonfiniteLoss),
+    "optim.schedule": get_args(LrSchedule),
+    "sampler.name": tuple(SAMPLERS),
+    "sampler.spacing": get_args(Spacing),
+    "sampler.noise": STEP_NOISE,
+    "guidance.schedule": get_args(ScaleSchedule),
+    "hires.upscaler": (*get_args(UpscaleMode), "sr"),
+    "trainer.accelerator": ("cpu", "gpu", "cuda", "mps", "auto"),
+    "eval.weights": get_args(Weights),
+    "weights": get_args(Weights),
+    "eval.reference_split": ("test", "val", "train", "judge"),
+    "eval.precision": ("auto", "32", "bf16"),
+    "precision": ("auto", "32", "bf16"),
+}
+
+# (key, lower bound, upper bound, inclusive lower?) for numeric ranges.
+RANGES: tuple[tuple[str, float, float, bool], ...] = (
+    ("data.resolution", 1, float("inf"), True),
+    ("data.batch_size", 1, float("inf"), True),
+    ("data.num_workers", 0, float("inf"), True),
+    ("data.caption_noise", 0.0, 1.0, True),
+    ("text_encoder.caption_noise", 0.0, 1.0, True),
+    ("diffusion.cond_dropout", 0.0, 1.0, True),
+    ("diffusion.ema_max_decay", 0.0, 1.0, True),
+    ("diffusion.min_snr_gamma", 0.0, float("inf"), False),
+    ("optim.lr", 0.0, float("inf"), False),
+    ("optim.weight_decay", 0.0, float("inf"), True),
+    ("optim.warmup_steps", 0, float("inf"), True),
+    ("trainer.max_steps", 1, float("inf"), True),
+    ("trainer.progress_every_n_steps", 1, float("inf"), True),
+    ("trainer.accumulate_grad_batches", 1, float("inf"), True),
+    ("schedule.num_train_timesteps", 2, float("inf"), True),
+    ("sampler.steps", 1, float("inf"), True),
+    ("sampler.eta", 0.0, float("inf"), True),
+    ("guidance.scale", 0.0, float("inf"), True),
+    ("guidance.rescale", 0.0, 1.0, True),
+    ("hires.strength", 0.0, 1.0, False),
+    ("hires.scale", 1.0, float("inf"), False),
+    ("hires.steps", 1, float("inf"), True),
+    ("hires.noise_aug", 0.0, 1.0, True),
+    ("sr.low_resolution", 1, float("inf"), True),
+    ("sr.max_noise_aug", 0.0, 1.0, True),
+    ("sr.noise_aug", 0.0, 1.0, True),
+    ("eval.samples_per_prompt", 1, float("inf"), True),
+    ("eval.batch_size", 1, float("inf"), True),
+    ("eval.judge_retrieval_threshold", 0.0, 1.0, True),
+    ("n", 1, float("inf"), True),
+    ("batch_size", 1, float("inf"), True),
+)
+
+
+def _get(cfg: DictConfig, key: str) -> Any:
+    return OmegaConf.select(cfg, key, default=None)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check value ranges, choices and cross-field constraints; raise one ConfigError listing all."""
+    problems: list[str] = unknown_keys(cfg)
+    for key, allowed in CHOICES.items():
+        value = _get(cfg, key)
+        if value is not None and value not in allowed:
+            problems.append(f"{key}={value!r} is not one of {', '.join(allowed)}")
+    for key, low, high, inclusive in RANGES:
+        value = _get(cfg, key)
+        if value is None:
+            continue
+        too_low = value < low if inclusive else value <= low
+        if too_low or value > high:
+            bracket = "[" if inclusive else "("
+            problems.append(f"{key}={value} is outside {bracket}{low}, {high}]")
+    problems += _cross_field_problems(cfg)
+    grid = _get(cfg, "eval.grid")
+    # Training evaluates only when a grid is given; `mjexp.eval` (no `evaluate` key) needs one.
+    if grid is not None and (grid or _get(cfg, "evaluate") is None):
+        try:
+            expand_grid(grid)
+        except ValueError as error:
+            problems.append(str(error))
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def _cross_field_problems(cfg: DictConfig) -> list[str]:
+    problems: list[str] = []
+    factor = 2 ** (len(_get(cfg, "unet.channel_mult") or [1]) - 1)
+    resolution = _get(cfg, "data.resolution")
+    if resolution is not None and resolution % factor:
+        problems.append(
+            f"data.resolution={resolution} must be divisible by {factor}: the U-Net downsamples "
+            f"{factor}x (unet.channel_mult has {factor.bit_length()} levels)"
+        )
+    if _get(cfg, "hires.enabled") and resolution is not None:
+        target = round(resolution * _get(cfg, "hires.scale"))
+        if target % factor:
+            problems.append(
+                f"hires.scale={_get(cfg, 'hires.scale')} gives {target} px, not divisible by the "
+                f"U-Net's downsampling factor {factor}"
+            )
+    if _get(cfg, "schedule.zero_terminal_snr") and _get(cfg, "diffusion.parameterization") == "eps":
+        problems.append(
+            "schedule.zero_terminal_snr=true needs diffusion.parameterization=v or x0: at SNR 0 an "
+            "eps prediction says nothing about the image (Lin et al. 2024, Sec. 3.2)"
+        )
+    levels = len(_get(cfg, "unet.channel_mult") or [])
+    for level in _get(cfg, "unet.attention_levels") or []:
+        if not 0 <= level < levels:
+            problems.append(f"unet.attention_levels contains {level}; levels are 0..{levels - 1}")
+    interval = _get(cfg, "guidance.interval")
+    if interval is not None and (len(interval) != 2 or not 0 <= interval[0] < interval[1]):
+        problems.append(f"guidance.interval={list(interval)} must be [sigma_low, sigma_high] with 0 <= low < high")
+    for prefix in ("eval.", ""):
+        if _get(cfg, prefix + "cuda_graphs") and _get(cfg, prefix + "device") not in ("cuda", "gpu"):
+            problems.append(
+                f"{prefix}cuda_graphs=true needs {prefix}device=cuda (got {_get(cfg, prefix + 'device')!r}): "
+                "CUDA graphs exist only on NVIDIA GPUs"
+            )
+    threshold = _get(cfg, "guidance.dynamic_threshold")
+    if threshold is not None and not 0 < threshold < 1:
+        problems.append(f"guidance.dynamic_threshold={threshold} must be a percentile in (0, 1)")
+    return problems + _super_resolution_problems(cfg)
+
+
+def _swept(cfg: DictConfig, key: str) -> list[Any]:
+    """The values ``key`` takes over the evaluated settings: the ``eval.grid`` axis, else the config's."""
+    grid = _get(cfg, "eval.grid")
+    if grid:
+        for axis, options in flatten_grid(grid).items():
+            if GRID_KEYS.get(axis) == key:
+                return list(options) if isinstance(options, (list, tuple)) else [options]
+    return [_get(cfg, key)]
+
+
+def _super_resolution_problems(cfg: DictConfig) -> list[str]:
+    problems: list[str] = []
+    low, resolution = _get(cfg, "sr.low_resolution"), _get(cfg, "data.resolution")
+    if _get(cfg, "sr.enabled") and low is not None and resolution is not None and not low < resolution:
+        problems.append(f"sr.low_resolution={low} must be below data.resolution={resolution}")
+    if _get(cfg, "sr.enabled") and _get(cfg, "evaluate") and _get(cfg, "eval.grid"):
+        problems.append(
+            "sr.enabled=true with an eval.grid: a super-resolution model is evaluated through a base model's "
+            "hires fix (python -m mjexp.eval ckpt=<base> hires=sr hires.model=<this export>); drop eval.grid"
+        )
+    model, uses_sr = _get(cfg, "hires.model"), "sr" in _swept(cfg, "hires.upscaler")
+    if uses_sr and True in _swept(cfg, "hires.enabled") and not model:
+        problems.append(
+            "hires.upscaler=sr needs hires.model=<export folder, .ckpt or mlflow:<run_id>> of a super-resolution "
+            "model (train one with +experiment=train_sr)"
+        )
+    if model and not uses_sr:
+        problems.append(
+            f"hires.model={model} is only used with hires.upscaler=sr (got hires.upscaler={_get(cfg, 'hires.upscaler')}); "
+            "set hires=sr or drop hires.model"
+        )
+    return problems
