@@ -49,7 +49,7 @@ def run(settings: SamplerSettings, denoiser: Denoiser, n: int, seed: int) -> tup
     steps = torch.Generator().manual_seed(seed + 1)
     noise = lambda k: torch.randn(n, 2, 1, 1, generator=steps, dtype=torch.float64)  # noqa: E731
     x = initial_state(start, float(grid.sigmas[0]))
-    result = sample_from(denoiser, x, grid, noise, {}, None, sampler=settings, guidance=Guidance())
+    result = sample_from(denoiser, x, grid, noise, {}, None, sampler=settings, guidance=Guidance(scale=1.0))
     return result.images, result.nfe
 
 

@@ -10,14 +10,60 @@ registered by :func:`register_configs`.
 
 from __future__ import annotations
 
+import collections.abc
+import dataclasses
+import types
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from evaluation.retrieval import RETRIEVAL_THRESHOLD
+from mjexp.diffusion.superres import SuperResolution
+from mjexp.diffusion.training_module import DiffusionSettings, OptimSettings
+from mjexp.diffusion.unet import UNetSpec
+from mjexp.sampling.guidance import Guidance
+from mjexp.sampling.hires import HiresSettings
+from mjexp.sampling.samplers import SamplerSettings
+from mjexp.text.clip_module import DomainClipConfig
 
+
+def schema_of(
+    title: str, domain: type, exclude: tuple[str, ...] = (), base: type | None = None, **extra: tuple[Any, Any]
+) -> type:
+    """The config schema ``title`` of a domain dataclass: its fields with their defaults, typed as OmegaConf
+    can hold them (a ``Literal`` or a callable choice is a ``str``, a tuple a ``list``), minus
+    ``exclude`` (fields set by code, not by a config), plus ``extra`` config-only fields
+    (``name=(type, default)``), on ``base`` (a group's common schema). The domain class is the one place a field and its default are
+    written; its ``__post_init__`` is the one place its range is checked (:mod:`.validation`)."""
+    hints = get_type_hints(domain)
+    fields = []
+    for spec in dataclasses.fields(domain):
+        if spec.name in exclude:
+            continue
+        default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
+        default = list(default) if isinstance(default, tuple) else default
+        make = (lambda value=default: list(value)) if isinstance(default, list) else None
+        value = field(default_factory=make) if make else field(default=default)
+        fields.append((spec.name, omegaconf_type(hints[spec.name]), value))
+    fields += [(name, kind, field(default=default)) for name, (kind, default) in extra.items()]
+    return dataclasses.make_dataclass(title, fields, bases=(base,) if base else ())
+
+
+def omegaconf_type(hint: Any) -> Any:
+    """``Literal[...]`` / callables -> ``str``; ``tuple[...]``/``list[X]`` -> ``list[X]``; ``X | None`` -> ``Optional[X]``."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        inner = str if len(members) > 1 else omegaconf_type(members[0])
+        return Optional[inner] if type(None) in args else inner
+    if origin is Literal or origin in (collections.abc.Callable,) or hint is Any:
+        return str if origin is Literal or origin is collections.abc.Callable else Any
+    if origin in (tuple, list):
+        element = args[0] if args else Any
+        return list[omegaconf_type(element)]
+    return hint
 
 # ---- data ------------------------------------------------------------------------------------
 @dataclass
@@ -109,44 +155,22 @@ class HFTextConfig(TextEncoderConfig):
     allow_download: bool = False
 
 
-@dataclass
-class DomainClipTextConfig(TextEncoderConfig):
-    """A small CLIP trained here on the data's ``train`` split (mjexp.text.clip_module)."""
-
-    name: str = "domain_clip"
-    seed: int = 0
-    cache_dir: str = ".cache/mjexp/domain_clip"
-    embed_dim: int = 64
-    width: int = 64
-    vision_layers: int = 2
-    text_layers: int = 2
-    heads: int = 2
-    patch_size: Optional[int] = None
-    context_length: int = 24
-    steps: int = 300
-    batch_size: int = 256
-    lr: float = 2e-3
-    weight_decay: float = 0.1
-    warmup_steps: int = 50
-    multi_positive: bool = True
-    augment: bool = False  # photometric jitter of training images (for a judge of guided samples)
-    # Caption noise of the encoder's own training captions (shapes data): None = data.caption_noise;
-    # 0 = an encoder trained on clean captions, like a pretrained CLIP beside noisy diffusion data.
-    caption_noise: Optional[float] = None
+# A small CLIP trained here on the data's train split: mjexp.text.clip_module.DomainClipConfig's recipe,
+# plus its seed and cache, and the caption noise of its own training captions (shapes data): None =
+# data.caption_noise; 0 = an encoder trained on clean captions, like a pretrained CLIP beside noisy
+# diffusion data.
+DomainClipTextConfig = schema_of(
+    "DomainClipTextConfig", DomainClipConfig, base=TextEncoderConfig, name=(str, "domain_clip"), seed=(int, 0),
+    cache_dir=(str, ".cache/mjexp/domain_clip"), caption_noise=(Optional[float], None),
+)
 
 
 # ---- diffusion -------------------------------------------------------------------------------
-@dataclass
-class UNetConfig:
-    channels: int = 32
-    channel_mult: list[int] = field(default_factory=lambda: [1, 2])
-    num_res_blocks: int = 1
-    attention_levels: list[int] = field(default_factory=lambda: [1])
-    head_dim: int = 32
-    transformer_depth: int = 1
-    dropout: float = 0.0
-    groups: int = 8
-    channels_last: bool = False  # NHWC weights and activations: same math, faster convolutions
+# Set by code from the text encoder and the model kind, not by a config.
+UNetConfig = schema_of(
+    "UNetConfig", UNetSpec, exclude=("in_channels", "out_channels", "image_channels", "noise_level_conditioning", "context_dim",
+                       "pooled_dim"),
+)
 
 
 @dataclass
@@ -160,41 +184,15 @@ class ScheduleConfig:
     snr_shift_base_resolution: int = 0
 
 
-@dataclass
-class SuperResolutionConfig:
-    """``enabled``: train a super-resolution model for the hires fix (``hires.upscaler=sr``),
-    conditioned on each image brought down to ``low_resolution`` and back up (bicubic), noise-
-    augmented at a level ``U[0, max_noise_aug]`` it is told; ``noise_aug`` is the level sampling
-    uses unless ``hires.noise_aug`` is set (mjexp.diffusion.superres)."""
-
-    enabled: bool = False
-    low_resolution: int = 8  # data.resolution / low_resolution = the hires.scale it serves (16 / 8 = 2)
-    max_noise_aug: float = 0.3
-    noise_aug: float = 0.1
+# ``enabled``: train a super-resolution model for the hires fix (``hires.upscaler=sr``); the rest is
+# mjexp.diffusion.superres.SuperResolution (its resolution is the data's).
+SuperResolutionConfig = schema_of("SuperResolutionConfig", SuperResolution, exclude=("resolution",), enabled=(bool, False))
 
 
-@dataclass
-class DiffusionConfig:
-    # v, not eps: at the top of a non-zero-terminal schedule (sigma ~ 157 for `linear`) an eps model's
-    # x0 = x - sigma * eps amplifies its error ~157x; a short CPU training of the default experiment
-    # then gave ~40% saturated-noise images with deterministic samplers (0% with v).
-    parameterization: str = "v"
-    loss_weighting: str = "uniform"
-    min_snr_gamma: float = 5.0
-    cond_dropout: float = 0.1
-    ema_max_decay: float = 0.9999
-    ema_power: float = 0.6667
-    nonfinite_loss: str = "error"
+DiffusionConfig = schema_of("DiffusionConfig", DiffusionSettings)
 
 
-@dataclass
-class OptimConfig:
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    warmup_steps: int = 100
-    schedule: str = "constant"
-    min_lr_ratio: float = 0.1
+OptimConfig = schema_of("OptimConfig", OptimSettings, exclude=("total_steps",))  # total_steps: trainer.max_steps
 
 
 @dataclass
@@ -227,41 +225,15 @@ class TrackingConfig:
 
 
 # ---- sampling --------------------------------------------------------------------------------
-@dataclass
-class SamplerConfig:
-    name: str = "ddim"
-    steps: int = 20
-    spacing: str = "trailing"
-    karras: bool = False
-    rho: float = 7.0
-    eta: Optional[float] = None  # None: the sampler's own (0 for ddim, 1 for ddpm/euler_ancestral/dpmpp_2m_sde)
-    noise: str = "independent"  # step noise of stochastic samplers: independent | brownian (same path at any steps)
+SamplerConfig = schema_of("SamplerConfig", SamplerSettings)
 
 
-@dataclass
-class GuidanceConfig:
-    scale: float = 3.0
-    schedule: str = "constant"  # constant | linear (log-sigma ramp from scale_start to scale)
-    scale_start: Optional[float] = None
-    ramp_sigmas: list[float] = field(default_factory=lambda: [0.1, 10.0])  # [sigma_low, sigma_high]
-    rescale: float = 0.0
-    interval: Optional[list[float]] = None  # [sigma_low, sigma_high]: guide only inside
-    negative_prompt: str = ""
-    dynamic_threshold: Optional[float] = None  # percentile p in (0, 1) (Imagen uses 0.995)
+# negative_prompt: the unconditional branch's prompt (mjexp.sampling.guidance.unconditional_text).
+GuidanceConfig = schema_of("GuidanceConfig", Guidance, negative_prompt=(str, ""))
 
 
-@dataclass
-class HiresConfig:
-    enabled: bool = False
-    scale: float = 2.0
-    upscaler: str = "bicubic"
-    strength: float = 0.1  # README, "Hires fix on the default model"; hires=sr sets 0.5
-    steps: int = 10
-    guidance_scale: Optional[float] = None
-    # upscaler=sr: the super-resolution model (export folder, .ckpt or mlflow:<run_id>) that runs the
-    # second pass, and its conditioning-augmentation level (null: the level the model recorded).
-    model: Optional[str] = None
-    noise_aug: Optional[float] = None
+# model: the super-resolution model (export folder, .ckpt or mlflow:<run_id>) of hires.upscaler=sr.
+HiresConfig = schema_of("HiresConfig", HiresSettings, model=(Optional[str], None))
 
 
 @dataclass

@@ -11,16 +11,15 @@ from typing import Any, get_args
 
 from omegaconf import DictConfig, OmegaConf
 
+from mjexp.config.domain import build
 from mjexp.config.grid import GRID_KEYS, expand_grid, flatten_grid
 from mjexp.config.schema import DATA_SCHEMAS, ROOT_SCHEMAS, TEXT_SCHEMAS
-from mjexp.diffusion.losses import LossWeighting
-from mjexp.diffusion.parameterization import Parameterization
-from mjexp.diffusion.schedules import BetaSchedule, Spacing
-from mjexp.diffusion.training_module import LrSchedule, NonfiniteLoss, Weights
-from mjexp.sampling.guidance import ScaleSchedule
-from mjexp.sampling.hires import UpscaleMode
-from mjexp.sampling.noise import STEP_NOISE
-from mjexp.sampling.samplers import SAMPLERS
+from mjexp.diffusion.schedules import BetaSchedule
+from mjexp.diffusion.superres import SuperResolution
+from mjexp.diffusion.training_module import DiffusionSettings, OptimSettings, Weights
+from mjexp.sampling.guidance import Guidance
+from mjexp.sampling.hires import HiresSettings
+from mjexp.sampling.samplers import SamplerSettings
 
 
 class ConfigError(ValueError):
@@ -71,15 +70,6 @@ def unknown_keys(cfg: DictConfig) -> list[str]:
 # ---- validation ------------------------------------------------------------------------------
 CHOICES: dict[str, tuple[str, ...]] = {
     "schedule.kind": get_args(BetaSchedule),
-    "diffusion.parameterization": get_args(Parameterization),
-    "diffusion.loss_weighting": get_args(LossWeighting),
-    "diffusion.nonfinite_loss": get_args(NonfiniteLoss),
-    "optim.schedule": get_args(LrSchedule),
-    "sampler.name": tuple(SAMPLERS),
-    "sampler.spacing": get_args(Spacing),
-    "sampler.noise": STEP_NOISE,
-    "guidance.schedule": get_args(ScaleSchedule),
-    "hires.upscaler": (*get_args(UpscaleMode), "sr"),
     "trainer.accelerator": ("cpu", "gpu", "cuda", "mps", "auto"),
     "eval.weights": get_args(Weights),
     "weights": get_args(Weights),
@@ -95,27 +85,10 @@ RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("data.num_workers", 0, float("inf"), True),
     ("data.caption_noise", 0.0, 1.0, True),
     ("text_encoder.caption_noise", 0.0, 1.0, True),
-    ("diffusion.cond_dropout", 0.0, 1.0, True),
-    ("diffusion.ema_max_decay", 0.0, 1.0, True),
-    ("diffusion.min_snr_gamma", 0.0, float("inf"), False),
-    ("optim.lr", 0.0, float("inf"), False),
-    ("optim.weight_decay", 0.0, float("inf"), True),
-    ("optim.warmup_steps", 0, float("inf"), True),
     ("trainer.max_steps", 1, float("inf"), True),
     ("trainer.progress_every_n_steps", 1, float("inf"), True),
     ("trainer.accumulate_grad_batches", 1, float("inf"), True),
     ("schedule.num_train_timesteps", 2, float("inf"), True),
-    ("sampler.steps", 1, float("inf"), True),
-    ("sampler.eta", 0.0, float("inf"), True),
-    ("guidance.scale", 0.0, float("inf"), True),
-    ("guidance.rescale", 0.0, 1.0, True),
-    ("hires.strength", 0.0, 1.0, False),
-    ("hires.scale", 1.0, float("inf"), False),
-    ("hires.steps", 1, float("inf"), True),
-    ("hires.noise_aug", 0.0, 1.0, True),
-    ("sr.low_resolution", 1, float("inf"), True),
-    ("sr.max_noise_aug", 0.0, 1.0, True),
-    ("sr.noise_aug", 0.0, 1.0, True),
     ("eval.samples_per_prompt", 1, float("inf"), True),
     ("eval.batch_size", 1, float("inf"), True),
     ("eval.judge_retrieval_threshold", 0.0, 1.0, True),
@@ -143,6 +116,7 @@ def validate(cfg: DictConfig) -> None:
         if too_low or value > high:
             bracket = "[" if inclusive else "("
             problems.append(f"{key}={value} is outside {bracket}{low}, {high}]")
+    problems += _domain_problems(cfg)
     problems += _cross_field_problems(cfg)
     grid = _get(cfg, "eval.grid")
     # Training evaluates only when a grid is given; `mjexp.eval` (no `evaluate` key) needs one.
@@ -153,6 +127,27 @@ def validate(cfg: DictConfig) -> None:
             problems.append(str(error))
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def _domain_problems(cfg: DictConfig) -> list[str]:
+    """Each group a domain object describes is built as the run will build it; its own checks
+    (``__post_init__``: the one place a range is written) name the key and the allowed values."""
+    builders = []
+    if _get(cfg, "sampler") is not None:
+        builders += [lambda: build(SamplerSettings, cfg.sampler), lambda: build(Guidance, cfg.guidance),
+                     lambda: build(HiresSettings, cfg.hires)]
+    if _get(cfg, "diffusion") is not None:
+        builders += [lambda: build(DiffusionSettings, cfg.diffusion),
+                     lambda: build(OptimSettings, cfg.optim, total_steps=cfg.trainer.max_steps)]
+    if _get(cfg, "sr.enabled"):
+        builders.append(lambda: build(SuperResolution, cfg.sr, resolution=cfg.data.resolution))
+    problems = []
+    for make in builders:
+        try:
+            make()
+        except ValueError as error:
+            problems.append(str(error))
+    return problems
 
 
 def _cross_field_problems(cfg: DictConfig) -> list[str]:
@@ -180,18 +175,12 @@ def _cross_field_problems(cfg: DictConfig) -> list[str]:
     for level in _get(cfg, "unet.attention_levels") or []:
         if not 0 <= level < levels:
             problems.append(f"unet.attention_levels contains {level}; levels are 0..{levels - 1}")
-    interval = _get(cfg, "guidance.interval")
-    if interval is not None and (len(interval) != 2 or not 0 <= interval[0] < interval[1]):
-        problems.append(f"guidance.interval={list(interval)} must be [sigma_low, sigma_high] with 0 <= low < high")
     for prefix in ("eval.", ""):
         if _get(cfg, prefix + "cuda_graphs") and _get(cfg, prefix + "device") not in ("cuda", "gpu"):
             problems.append(
                 f"{prefix}cuda_graphs=true needs {prefix}device=cuda (got {_get(cfg, prefix + 'device')!r}): "
                 "CUDA graphs exist only on NVIDIA GPUs"
             )
-    threshold = _get(cfg, "guidance.dynamic_threshold")
-    if threshold is not None and not 0 < threshold < 1:
-        problems.append(f"guidance.dynamic_threshold={threshold} must be a percentile in (0, 1)")
     return problems + _super_resolution_problems(cfg)
 
 
@@ -207,9 +196,6 @@ def _swept(cfg: DictConfig, key: str) -> list[Any]:
 
 def _super_resolution_problems(cfg: DictConfig) -> list[str]:
     problems: list[str] = []
-    low, resolution = _get(cfg, "sr.low_resolution"), _get(cfg, "data.resolution")
-    if _get(cfg, "sr.enabled") and low is not None and resolution is not None and not low < resolution:
-        problems.append(f"sr.low_resolution={low} must be below data.resolution={resolution}")
     if _get(cfg, "sr.enabled") and _get(cfg, "evaluate") and _get(cfg, "eval.grid"):
         problems.append(
             "sr.enabled=true with an eval.grid: a super-resolution model is evaluated through a base model's "

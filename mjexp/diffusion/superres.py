@@ -36,7 +36,7 @@ class SuperResolution:
     """
 
     resolution: int
-    low_resolution: int
+    low_resolution: int = 8  # resolution / low_resolution = the hires.scale it serves (16 / 8 = 2)
     max_noise_aug: float = 0.3
     noise_aug: float = 0.1
 

@@ -13,10 +13,10 @@ from typing import Any, Callable, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
+from mjexp.config.domain import build
 from mjexp.diffusion.schedules import NoiseSchedule
 from mjexp.diffusion.superres import SuperResolution
 from mjexp.diffusion.unet import UNet, UNetSpec
-from mjexp.sampling import Guidance, HiresSettings, SamplerSettings
 from mjexp.text.base import TextEncoder
 from mjexp.text.clip_module import DomainClipConfig
 from mjexp.text.clip_train import train_domain_clip
@@ -77,10 +77,7 @@ def build_datamodule(data_cfg: Any) -> Any:
 
 def domain_clip_settings(text_cfg: Any) -> Any:
     """The trainer recipe part of a ``domain_clip`` text-encoder config."""
-    kwargs = _plain(text_cfg)
-    for key in ("name", "seed", "cache_dir", "path", "enabled", "caption_noise"):
-        kwargs.pop(key, None)
-    return DomainClipConfig(**kwargs)
+    return build(DomainClipConfig, text_cfg)
 
 
 def domain_clip_data(data_cfg: Any, text_cfg: Any, datamodule: Any) -> Any:
@@ -159,10 +156,7 @@ def build_super_resolution(config: Mapping[str, Any]) -> SuperResolution | None:
     sr = config.get("sr")
     if not sr or not sr["enabled"]:
         return None
-    return SuperResolution(
-        resolution=int(config["data"]["resolution"]), low_resolution=int(sr["low_resolution"]),
-        max_noise_aug=float(sr["max_noise_aug"]), noise_aug=float(sr["noise_aug"]),
-    )
+    return build(SuperResolution, sr, resolution=int(config["data"]["resolution"]))
 
 
 def build_unet(
@@ -170,24 +164,10 @@ def build_unet(
 ) -> UNet:
     """A U-Net whose cross-attention width matches the text encoder; a super-resolution model's
     also takes the conditioning image (as many channels as it outputs) and its noise level."""
-    spec = UNetSpec(context_dim=encoder.dim, pooled_dim=encoder.pooled_dim, **_plain(unet_cfg))
+    spec = build(UNetSpec, unet_cfg, context_dim=encoder.dim, pooled_dim=encoder.pooled_dim)
     if super_resolution is not None:
         spec.image_channels, spec.noise_level_conditioning = spec.in_channels, True
     return UNet(spec, parameterization=parameterization)
-
-
-def sampling_settings(sampling_cfg: Any) -> tuple[Any, Any, Any, str]:
-    """(SamplerSettings, Guidance, HiresSettings, negative prompt) from the sampler/guidance/hires groups."""
-    s, g, h = (_plain(sampling_cfg[key]) for key in ("sampler", "guidance", "hires"))
-    sampler = SamplerSettings(**s)
-    h.pop("model", None)  # a checkpoint reference, loaded by the caller (mjexp.runs.models.load_model)
-    negative = g.pop("negative_prompt", "")
-    for key in ("interval", "ramp_sigmas"):
-        if g.get(key) is not None:
-            g[key] = tuple(float(v) for v in g[key])
-    guidance = Guidance(**g)
-    hires = HiresSettings(**h)
-    return sampler, guidance, hires, negative
 
 
 def describe_sampling(sampling_cfg: Any) -> str:

@@ -28,6 +28,7 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
+from mjexp.config.domain import sampling_settings
 from mjexp.diffusion.schedules import NoiseSchedule
 from mjexp.diffusion.superres import SuperResolution
 from mjexp.diffusion.training_module import Weights
@@ -45,7 +46,6 @@ from mjexp.runs.components import (
     build_text_encoder,
     build_unet,
     check_loaded_config,
-    sampling_settings,
 )
 from mjexp.sampling.guidance_sampler import GuidanceSampler
 from mjexp.sampling.runtime import Runtime

@@ -9,8 +9,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from evaluation.grids import SampleGrid, grid_png
 from mjexp.config import validate
+from mjexp.config.domain import sampling_settings
 from mjexp.files.lock import run_folder_lock
-from mjexp.runs.components import describe_sampling, sampling_settings
+from mjexp.runs.components import describe_sampling
 from mjexp.runs.generation import generate_to_folder, load_images
 from mjexp.runs.models import images_fingerprint, load_model, load_sr_model
 from mjexp.sampling.runtime import Runtime

@@ -21,8 +21,13 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from mjexp.config import validate
+from mjexp.config.domain import build
 from mjexp.data.requirements import check_evaluation_data, check_training_data, enforce
-from mjexp.diffusion.training_module import DiffusionModule, OptimSettings
+from mjexp.diffusion.training_module import (
+    DiffusionModule,
+    DiffusionSettings,
+    OptimSettings,
+)
 from mjexp.files.checkpoints import SafeCheckpointIO
 from mjexp.files.lock import run_folder_lock
 from mjexp.runs import signals
@@ -89,24 +94,10 @@ def build_module(cfg: DictConfig, encoder: Any, run_config: dict[str, Any]) -> D
     schedule = build_schedule(cfg.schedule, cfg.data.resolution)
     super_resolution = build_super_resolution(cfg)
     unet = build_unet(cfg.unet, encoder, cfg.diffusion.parameterization, super_resolution)
-    d, o = cfg.diffusion, cfg.optim
     return DiffusionModule(
-        unet,
-        encoder,
-        schedule,
-        parameterization=d.parameterization,
-        loss_weighting=d.loss_weighting,
-        min_snr_gamma=d.min_snr_gamma,
-        cond_dropout=d.cond_dropout,
-        ema_max_decay=d.ema_max_decay,
-        ema_power=d.ema_power,
-        optim=OptimSettings(
-            lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas), warmup_steps=o.warmup_steps,
-            schedule=o.schedule, min_lr_ratio=o.min_lr_ratio, total_steps=cfg.trainer.max_steps,
-        ),
-        nonfinite_loss=d.nonfinite_loss,
-        run_config=run_config,
-        super_resolution=super_resolution,
+        unet, encoder, schedule, build(DiffusionSettings, cfg.diffusion),
+        optim=build(OptimSettings, cfg.optim, total_steps=cfg.trainer.max_steps),
+        run_config=run_config, super_resolution=super_resolution,
     )
 
 

@@ -48,7 +48,7 @@ class Guidance:
       ``None`` = off.
     """
 
-    scale: float = 1.0
+    scale: float = 3.0
     schedule: ScaleSchedule = "constant"
     scale_start: float | None = None
     ramp_sigmas: tuple[float, float] = (0.1, 10.0)

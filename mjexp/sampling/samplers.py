@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Callable, Literal, Sequence, get_args
 
 import torch
 
@@ -301,7 +301,7 @@ class SamplerSettings:
     or ``brownian`` increments of one path per item, comparable across step counts); deterministic
     samplers draw none."""
 
-    name: SamplerName = "dpmpp_2m"
+    name: SamplerName = "ddim"
     steps: int = 20
     spacing: Spacing = "trailing"
     karras: bool = False
@@ -310,24 +310,27 @@ class SamplerSettings:
     noise: StepNoise = "independent"
 
     def __post_init__(self) -> None:
+        problems = []  # all of them at once: a config check lists every problem
         if self.name not in SAMPLERS:
-            raise ValueError(f"unknown sampler {self.name!r}; choose one of {sorted(SAMPLERS)}")
+            problems.append(f"sampler.name={self.name!r} is not one of {', '.join(SAMPLERS)}")
         if self.steps < 1:
-            raise ValueError(f"sampler steps must be >= 1, got {self.steps}")
-        if self.spacing not in ("leading", "trailing", "linspace"):
-            raise ValueError(f"unknown spacing {self.spacing!r}; choose leading, trailing or linspace")
+            problems.append(f"sampler.steps must be >= 1, got {self.steps}")
+        if self.spacing not in get_args(Spacing):
+            problems.append(f"sampler.spacing={self.spacing!r} is not one of {', '.join(get_args(Spacing))}")
         if self.noise not in STEP_NOISE:
-            raise ValueError(f"unknown sampler noise {self.noise!r}; choose {' or '.join(STEP_NOISE)}")
+            problems.append(f"sampler.noise={self.noise!r} is not one of {', '.join(STEP_NOISE)}")
         if not self.rho > 0:
-            raise ValueError(f"karras rho must be > 0, got {self.rho}")
+            problems.append(f"sampler.rho must be > 0 (the Karras grid's exponent), got {self.rho}")
         if self.eta is not None:
             if not 0.0 <= self.eta <= 1.0:
-                raise ValueError(f"eta must be in [0, 1], got {self.eta}")
-            if self.name not in _TUNABLE_ETA and self.eta != DEFAULT_ETA[self.name]:
-                raise ValueError(
+                problems.append(f"sampler.eta must be in [0, 1], got {self.eta}")
+            elif self.name in SAMPLERS and self.name not in _TUNABLE_ETA and self.eta != DEFAULT_ETA[self.name]:
+                problems.append(
                     f"sampler {self.name!r} has fixed eta={DEFAULT_ETA[self.name]}, got eta={self.eta}; "
                     f"eta is tunable for {', '.join(_TUNABLE_ETA)}"
                 )
+        if problems:
+            raise ValueError("; ".join(problems))
 
     @property
     def resolved_eta(self) -> float:

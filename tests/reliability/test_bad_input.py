@@ -85,7 +85,7 @@ def test_out_of_range_values_are_named_before_any_work() -> None:
     )
     with pytest.raises(ConfigError, match=r"sampler\.name='ddmi' is not one of ddpm, ddim") as error:
         validate(cfg)
-    assert "optim.lr=-1" in str(error.value)
+    assert "optim.lr must be > 0, got -1.0" in str(error.value)
     assert "data.caption_noise=1.5 is outside [0.0, 1.0]" in str(error.value)
     assert "sampler.noise='pink' is not one of independent, brownian" in str(error.value)
 

@@ -10,12 +10,18 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
+from reliability_helpers import (
+    REPO,
+    FloatImageSaver,
+    float_images,
+    journal_steps,
+    train,
+)
 from safetensors.torch import load_file
 
-from reliability_helpers import REPO, FloatImageSaver, float_images, journal_steps, train
-from mjexp.runs.components import sampling_settings
-from mjexp.runs.models import load_model
+from mjexp.config.domain import sampling_settings
 from mjexp.runs.generation import generate_to_folder
+from mjexp.runs.models import load_model
 from mjexp.sampling.guidance_sampler import GuidanceSampler
 
 PROMPTS = ["a red circle in the top left", "a blue square in the bottom right", "a green triangle in the top right"]

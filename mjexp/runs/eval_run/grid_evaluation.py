@@ -27,10 +27,11 @@ from evaluation.diversity import Diversity
 from evaluation.grids import SampleGrid, grid_png
 from evaluation.patch_fid import PatchMoments
 from evaluation.prompt_sets import PromptSet
+from mjexp.config.domain import sampling_settings
 from mjexp.config.grid import expand_grid
 from mjexp.data.requirements import check_evaluation_data, enforce
 from mjexp.diffusion.superres import SuperResolution
-from mjexp.runs.components import build_datamodule, describe_sampling, sampling_settings
+from mjexp.runs.components import build_datamodule, describe_sampling
 from mjexp.runs.eval_run.paired_settings import (
     add_paired_comparisons,
     add_paired_diversity,

@@ -1,4 +1,4 @@
-"""``'text_encoder.seed=${seed}'`` (the README's way to redraw the domain CLIP with each repeat)
+"""``'text_encoder.seed=${seed}'`` (docs/sweeps.md's way to redraw the domain CLIP with each repeat)
 must reach the encoder's training as the run's seed."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-import mjexp.text.clip_train
-from mjexp.runs.components import train_or_reuse_domain_clip
 from mjexp.config import register_configs
+from mjexp.runs import components
+from mjexp.runs.components import train_or_reuse_domain_clip
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -23,8 +23,6 @@ def test_domain_clip_trains_with_the_interpolated_seed(
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=["text_encoder=domain_clip", *overrides])
     seeds: list[int] = []
-    monkeypatch.setattr(
-        mjexp.text.clip_train, "train_domain_clip", lambda *args, seed, **kwargs: seeds.append(seed) or tmp_path
-    )
+    monkeypatch.setattr(components, "train_domain_clip", lambda *args, seed, **kwargs: seeds.append(seed) or tmp_path)
     train_or_reuse_domain_clip(cfg.text_encoder, datamodule=None)
     assert seeds == [expected]

@@ -117,7 +117,7 @@ def test_grid_finer_than_the_lattice_is_refused() -> None:
         BrownianSteps([(1, 2)], (1,), [1.0, 1.0 - 1e-9, 0.0])
     with pytest.raises(ValueError, match="unknown step noise"):
         ItemNoise(0, ((0, 0),), (1,)).steps(FINE, "pink")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="unknown sampler noise"):
+    with pytest.raises(ValueError, match="is not one of independent, brownian"):
         SamplerSettings("dpmpp_2m_sde", noise="pink")  # type: ignore[arg-type]
 
 
@@ -129,7 +129,7 @@ def mixture_samples(settings: SamplerSettings, n: int, zero_terminal_snr: bool =
     parameterization = "v" if zero_terminal_snr else "eps"
     denoiser = Denoiser(MIXTURE.network(schedule, parameterization), schedule)  # type: ignore[arg-type]
     noise = ItemNoise.for_prompts(7, range(n), 1, (2, 1, 1), dtype=torch.float64)
-    return sample(denoiser, noise, {}, None, sampler=settings, guidance=Guidance()).images.reshape(n, 2)
+    return sample(denoiser, noise, {}, None, sampler=settings, guidance=Guidance(scale=1.0)).images.reshape(n, 2)
 
 
 @pytest.mark.parametrize("zero_terminal_snr", [False, True])

@@ -148,7 +148,7 @@ def test_thresholding_rederives_eps(sigma: float) -> None:
 
     schedule = linear_schedule(zero_terminal_snr=math.isinf(sigma))
     x = torch.randn(B, 1, 2, 2, generator=torch.Generator().manual_seed(1))
-    pred = GuidedDenoiser(Denoiser(Far(), schedule), {}, None, Guidance(dynamic_threshold=0.995))(x, sigma)
+    pred = GuidedDenoiser(Denoiser(Far(), schedule), {}, None, Guidance(scale=1.0, dynamic_threshold=0.995))(x, sigma)
     torch.testing.assert_close(pred.x0, torch.ones_like(x))
     expected_eps = x if math.isinf(sigma) else (x - pred.x0) / sigma  # at sigma = inf the state is the noise
     torch.testing.assert_close(pred.eps, expected_eps)

@@ -169,11 +169,13 @@ def test_sr_pass_guidance_batches_the_image_with_both_branches() -> None:
 def test_sr_errors_and_disabled_is_plain_sampling() -> None:
     base_net, sr_net, base, noise, cond, stage, hires = sr_setup(0.1, scale=3.0)
     with pytest.raises(ValueError, match=r"hires.scale=3.0 does not match .* 4 -> 8 px; set hires.scale=2"):
-        hires_fix(base, noise, cond, None, sampler=SAMPLER, hires=hires, sr=stage)
+        hires_fix(base, noise, cond, None, sampler=SAMPLER, guidance=Guidance(1.0), hires=hires, sr=stage)
     with pytest.raises(ValueError, match="hires.upscaler=sr needs a super-resolution model: set hires.model="):
-        hires_fix(base, noise, cond, None, sampler=SAMPLER, hires=HiresSettings(enabled=True, upscaler="sr"))
-    off = hires_fix(base, noise, cond, None, sampler=SAMPLER, hires=HiresSettings(enabled=False, upscaler="sr"), sr=stage)
-    plain = sample(base, noise, cond, None, sampler=SAMPLER)
+        hires_fix(base, noise, cond, None, sampler=SAMPLER, guidance=Guidance(1.0),
+                  hires=HiresSettings(enabled=True, upscaler="sr"))
+    off = hires_fix(base, noise, cond, None, sampler=SAMPLER, guidance=Guidance(1.0),
+                    hires=HiresSettings(enabled=False, upscaler="sr"), sr=stage)
+    plain = sample(base, noise, cond, None, sampler=SAMPLER, guidance=Guidance(1.0))
     assert torch.equal(off.images, plain.images) and off.base_images is None and not sr_net.calls
     with pytest.raises(ValueError, match=r"hires.noise_aug must be in \[0, 1\]"):
         HiresSettings(noise_aug=-0.1)
@@ -213,7 +215,7 @@ def compose_config(name: str, *overrides: str):
     [
         ("sample", ("ckpt=x", "hires=sr"), "hires.upscaler=sr needs hires.model="),
         ("sample", ("ckpt=x", "hires=bicubic", "hires.model=sr_export"), "hires.model=sr_export is only used with hires.upscaler=sr"),
-        ("train", ("+experiment=train_sr", "sr.low_resolution=32"), "sr.low_resolution=32 must be below data.resolution=32"),
+        ("train", ("+experiment=train_sr", "sr.low_resolution=32"), "sr.low_resolution=32 must be in \(0, data.resolution=32\)"),
         ("train", ("+experiment=train_sr", "eval.grid.guidance.scale=[1]"), "evaluated through a base model's hires fix"),
     ],
 )

@@ -126,7 +126,7 @@ def our_trajectory(
 
     x = initial_state(noise, float(grid.sigmas[0]))
     sample_from(
-        denoiser, x, grid, step_noise, {}, None, sampler=settings, guidance=Guidance(), callback=record
+        denoiser, x, grid, step_noise, {}, None, sampler=settings, guidance=Guidance(scale=1.0), callback=record
     )
     return grid, states
 

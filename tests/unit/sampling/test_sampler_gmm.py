@@ -30,7 +30,7 @@ def draw(settings: SamplerSettings, parameterization: str, zero_terminal_snr: bo
     x = initial_state(torch.randn(n, 2, 1, 1, generator=init, dtype=torch.float64), float(grid.sigmas[0]))
     steps = torch.Generator().manual_seed(2)
     noise = lambda k: torch.randn(n, 2, 1, 1, generator=steps, dtype=torch.float64)  # noqa: E731
-    result = sample_from(denoiser, x, grid, noise, {}, None, sampler=settings, guidance=Guidance())
+    result = sample_from(denoiser, x, grid, noise, {}, None, sampler=settings, guidance=Guidance(scale=1.0))
     assert result.nfe >= settings.steps and result.network_evals == result.nfe  # scale 1: cond only
     return result.images.reshape(n, 2)
 

@@ -183,7 +183,7 @@ def test_grid_timesteps_reach_the_network_exactly() -> None:
 
     schedule = linear_schedule()
     grid = SamplerSettings("heun", 7, "leading").grid(schedule)
-    guided = GuidedDenoiser(Denoiser(Spy("eps"), schedule), {}, None, Guidance())
+    guided = GuidedDenoiser(Denoiser(Spy("eps"), schedule), {}, None, Guidance(scale=1.0))
     sample_heun(on_grid(guided, grid), torch.randn(2, 3), grid.sigmas)
     got = sorted({float(t[0]) for t in seen})
     assert got == sorted(grid.timesteps.tolist()) and all(v == int(v) for v in got)
@@ -192,9 +192,9 @@ def test_grid_timesteps_reach_the_network_exactly() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"name": "lms"}, "unknown sampler 'lms'"),
+        ({"name": "lms"}, "sampler.name='lms' is not one of"),
         ({"steps": 0}, "steps must be >= 1"),
-        ({"spacing": "uniform"}, "unknown spacing"),
+        ({"spacing": "uniform"}, "sampler.spacing='uniform' is not one of leading, trailing, linspace"),
         ({"name": "ddim", "eta": -0.1}, r"eta must be in \[0, 1\]"),
         ({"name": "euler", "eta": 0.5}, "fixed eta=0.0"),
         ({"name": "ddpm", "eta": 0.0}, "fixed eta=1.0"),
