@@ -13,7 +13,7 @@ experiment). Prints a Markdown table of per-attribute accuracy; with ``--generat
 PNGs, e.g. an evaluation's ``generated/<setting>/images``) also how saturated and contrasted
 those samples are next to the real images, and which share of them is noise rather than a scene
 (:func:`evaluation.roughness.noise_share`, as ``mjexp.eval`` reports it: an eps model's
-deterministic samples, README "Why these defaults").
+deterministic samples, docs/results/2026-11-25-default-variants.md).
 """
 
 from __future__ import annotations

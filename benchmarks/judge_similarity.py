@@ -2,8 +2,8 @@
 
     python -m benchmarks.judge_similarity [--judges DIR ...] [--encoders DIR ...] [--prompt-set NAME]
 
-A judge and an encoder of one seed and architecture start from the same weights (README, "Judge
-independence"). For every encoder folder (default: the domain-CLIP cache) and judge folder
+A judge and an encoder of one seed and architecture start from the same weights (docs/evaluation.md,
+"Judge independence"). For every encoder folder (default: the domain-CLIP cache) and judge folder
 (default: the judge cache) of one architecture this prints the cosine similarity of the flattened
 weights (how much of the shared start survives training) and the linear CKA of their text
 embeddings of a prompt set (how alike they read the prompts), as a Markdown table.

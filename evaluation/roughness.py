@@ -1,7 +1,7 @@
 """Noise share: which generated images are per-pixel noise rather than a picture.
 
-A model that fails to denoise (e.g. an eps-prediction model sampled deterministically; README,
-"Why these defaults") leaves some samples as coloured noise. FID and CLIP-score only blur that
+A model that fails to denoise (e.g. an eps-prediction model sampled deterministically;
+docs/results/2026-11-25-default-variants.md) leaves some samples as coloured noise. FID and CLIP-score only blur that
 into a worse mean; this counts it. An image's *roughness* is the mean absolute difference of
 horizontally and vertically neighbouring pixel values; an image counts as noise when it is rougher
 than ``factor`` times the roughest reference image. Roughness per pixel depends on the image size,

@@ -199,9 +199,9 @@ def markdown(
             "",
             f"**Note:** the repeats over `{replicate_key}` share one domain-CLIP text encoder ({seeds}), "
             "so the seed errors cover the diffusion model's randomness only, not the encoder's draw "
-            "(which can matter as much; README, encoder-seed check). Repeat with "
+            "(which can matter as much; docs/results/2026-11-26-caption-noise-and-encoder.md). Repeat with "
             "`'text_encoder.seed=${seed}'` to redraw the encoder with each seed, and keep `eval.judge.seed` "
-            "out of the swept seeds (README, judge independence).",
+            "out of the swept seeds (docs/evaluation.md, judge independence).",
         ]
     if judges and len(judges) > 1:
         scored = "; ".join(
@@ -210,7 +210,7 @@ def markdown(
         lines += [
             "",
             f"**Note:** the judge metrics come from {len(judges)} different judges ({scored}). Each judge "
-            "reads the same images at its own level (README, judge independence), so compare arms "
+            "reads the same images at its own level (docs/evaluation.md, judge independence), so compare arms "
             "scored by one judge.",
         ]
     unreliable = set(unreliable_judge_arms(arms))

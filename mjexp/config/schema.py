@@ -241,8 +241,8 @@ class JudgeConfig(DomainClipTextConfig):
     """The evaluation judge: a domain CLIP trained on the data's ``judge`` split, own seed.
 
     Trained twice as long as the conditioning encoder and on photometrically jittered images: at
-    300 steps on clean images it misread the over-saturated samples of strong guidance (README,
-    "A better judge")."""
+    300 steps on clean images it misread the over-saturated samples of strong guidance
+    (docs/results/2026-11-26-judge.md)."""
 
     enabled: bool = True
     seed: int = 1

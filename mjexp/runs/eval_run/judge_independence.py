@@ -25,8 +25,8 @@ def shared_initial_weights(first: str | Path, second: str | Path) -> int | None:
 
 def check_judge_independence(judge_dir: Path, conditioning: Path) -> None:
     """The judge must not be the model's own text encoder, nor start from its initial weights: a
-    judge that shares the encoder's init may agree with it more than with the images (README,
-    "judge independence")."""
+    judge that shares the encoder's init may agree with it more than with the images (docs/evaluation.md,
+    "Judge independence")."""
     if conditioning.resolve() == judge_dir.resolve():
         raise ValueError("the judge must not be the conditioning encoder; give eval.judge its own seed")
     seed = shared_initial_weights(judge_dir, conditioning)

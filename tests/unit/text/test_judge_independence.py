@@ -1,5 +1,5 @@
-"""A judge that starts from the conditioning encoder's initial weights is flagged (README, "Judge
-independence"): one seed and one architecture give the same start whatever the training split."""
+"""A judge that starts from the conditioning encoder's initial weights is flagged (docs/evaluation.md,
+"Judge independence"): one seed and one architecture give the same start whatever the training split."""
 
 from __future__ import annotations
 
