@@ -18,7 +18,7 @@ def test_failed_jobs_do_not_stop_the_sweep_and_are_reported(tmp_path: Path, cach
 
     assert "1 of 3 jobs succeeded, 2 failed" in output, describe(done)
     summary = output[output.index("Sweep summary"):]
-    assert "#0" in summary and "optim.lr=-1.0 is outside" in summary
+    assert "#0" in summary and "optim.lr must be > 0, got -1.0" in summary
     assert "#1" in summary and "NonFiniteLossError" in summary
     assert "#2" not in summary
 
@@ -33,7 +33,7 @@ def test_failed_jobs_do_not_stop_the_sweep_and_are_reported(tmp_path: Path, cach
     assert sorted(by_lr) == ["-1", "0.001", "1e+30"]
     assert by_lr["0.001"].info.status == "FINISHED"
     assert [c.data.tags["mlflow.parentRunId"] for c in children] == [by_lr["0.001"].info.run_id]
-    for lr, expected in (("1e+30", "NonFiniteLossError"), ("-1", "optim.lr=-1.0 is outside")):
+    for lr, expected in (("1e+30", "NonFiniteLossError"), ("-1", "optim.lr must be > 0, got -1.0")):
         run = by_lr[lr]
         assert run.info.status == "FAILED" and expected in run.data.tags["error"]
         assert run.info.run_id == records[1 if lr == "1e+30" else 0]["mlflow_run_id"]

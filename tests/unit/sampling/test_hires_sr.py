@@ -215,7 +215,7 @@ def compose_config(name: str, *overrides: str):
     [
         ("sample", ("ckpt=x", "hires=sr"), "hires.upscaler=sr needs hires.model="),
         ("sample", ("ckpt=x", "hires=bicubic", "hires.model=sr_export"), "hires.model=sr_export is only used with hires.upscaler=sr"),
-        ("train", ("+experiment=train_sr", "sr.low_resolution=32"), "sr.low_resolution=32 must be in \(0, data.resolution=32\)"),
+        ("train", ("+experiment=train_sr", "sr.low_resolution=32"), r"sr.low_resolution=32 must be in \(0, data.resolution=32\)"),
         ("train", ("+experiment=train_sr", "eval.grid.guidance.scale=[1]"), "evaluated through a base model's hires fix"),
     ],
 )
