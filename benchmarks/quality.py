@@ -173,7 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from mjexp.runs.eval_run.grid_evaluation import GridEvaluation, apply_overrides, setting_label
     from mjexp.runs.eval_run.table import print_table
-    from mjexp.runs.eval_run.paired_settings import add_paired_comparisons, add_paired_diversity
+    from evaluation.metrics import PairingSettings, add_paired_comparisons
+    from evaluation.metrics.attribute_accuracy import AttributeAccuracyMetric
+    from evaluation.metrics.fid_kid import FidKid
+    from evaluation.metrics.prompt_diversity import PromptDiversity
     from mjexp.runs.tracker import open_tracker
     from mjexp.runs.log_noise import quiet_third_party_logs
 
@@ -191,19 +194,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     cfg = compose_eval_config(args.ckpt, args.out, overrides)
     evaluation = GridEvaluation(cfg, args.ckpt, open_tracker(cfg, args.out, None), args.out)
-    records, flags, features, diversities = [], [], [], []
+    records, flags, features, states = [], [], [], []
     for number, setting in enumerate(evaluation.settings, 1):
         label = setting_label(setting)
         print(f"[{number}/{len(evaluation.settings)}] {label}", flush=True)
         outcome = evaluation.evaluate_setting(apply_overrides(cfg, setting), label, setting)
-        if outcome.flags is None:
+        if outcome.states.get(AttributeAccuracyMetric.name) is None:
             raise ValueError(f"prompt set {prompt_set} gave no attribute accuracy; it needs attrs and a template")
         records.append(outcome.record)
-        flags.append(outcome.flags)
-        features.append(outcome.features.get("judge"))
-        diversities.append(outcome.diversity)
-    add_paired_comparisons(records, flags)
-    add_paired_diversity(records, diversities)
+        flags.append(outcome.states[AttributeAccuracyMetric.name])
+        judge_features = outcome.states.get(FidKid.name, {}).get("judge")
+        features.append(judge_features[0] if judge_features else None)
+        # The paired tests of attribute accuracy and diversity (FID's follows in paired_check).
+        states.append({name: outcome.states.get(name) for name in (AttributeAccuracyMetric.name, PromptDiversity.name)})
+    add_paired_comparisons(records, states, PairingSettings(cfg.eval.bootstrap, cfg.eval.seed, cfg.eval.device))
     print_table(records)
     judge_reference = evaluation.context.reference.features.get("judge")
     have_fid = judge_reference is not None and all(f is not None for f in features)

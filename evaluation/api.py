@@ -20,21 +20,20 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from evaluation.attributes import AttributeAccuracy, attribute_accuracy
+from evaluation.attributes import attribute_accuracy
 from evaluation.clip_model import ClipModel
-from evaluation.clip_score import ClipScoreConvention, clip_score
 from evaluation.settings import ScoringConfig
-from evaluation.distribution import distribution_metrics
 from evaluation.diversity import Diversity, prompt_diversity
 from evaluation.features import extract_features, load_extractor, resolve_extractor
 from evaluation.quantisation import POLICY, to_uint8
 from evaluation.judge import JUDGE, Validity
-from evaluation.patch_fid import MAX_GROUPS, PATCH_SIZE, PatchAccumulator, PatchMoments, patch_fid, patch_moments
+from evaluation.metrics import ScoreInputs, registered
+from evaluation.patch_fid import MAX_GROUPS, PATCH_SIZE, PatchAccumulator, PatchMoments
 from evaluation.preflight import Plan, preflight
 from evaluation.prompt_sets import CaptionTemplate
 from evaluation.refstats import ReferenceCache, ReferenceFeatures, ReferenceKey
 from evaluation.retrieval import caption_retrieval
-from evaluation.roughness import noise_share, roughness
+from evaluation.roughness import roughness
 
 Batch = Mapping[str, object]
 
@@ -75,14 +74,9 @@ class ScoreResult:
     params: dict[str, object]
     per_item: dict[str, np.ndarray] = field(default_factory=dict)
     validity: Validity | None = None
-    # Generated images' features per FID/KID extractor, row i = image i: paired comparisons of
-    # two settings on the same prompts and noise (bootstrap.fid_difference) need them.
-    features: dict[str, torch.Tensor] = field(default_factory=dict)
-    # Per-prompt diversity by metric name (``diversity/judge``, ``.../faithful``, ...), for paired
-    # comparisons of settings.
-    diversity: dict[str, Diversity] = field(default_factory=dict)
-    # The generated images' window statistics (patch FID), for paired comparisons of settings.
-    patches: PatchMoments | None = None
+    # What each metric's paired test needs of these images (features, verdicts, ...), by metric
+    # name: paired comparisons of two settings on the same prompts and noise.
+    states: dict[str, object] = field(default_factory=dict)
 
     @property
     def unreliable(self) -> list[str]:
@@ -104,15 +98,6 @@ def _data_diversity(features: dict[str, ReferenceFeatures], template: CaptionTem
     if judge is None or not judge.attrs or template is None:
         return None
     return prompt_diversity(judge.features, [template.render(row) for row in _rows(judge.attrs)])
-
-
-def _put_diversity(
-    name: str, diversity: Diversity, definition: Mapping[str, object], metrics: dict[str, float], params: dict[str, object]
-) -> None:
-    """``name`` and ``name/se`` into ``metrics``, the definition into ``params``."""
-    metrics[name] = diversity.mean
-    metrics[f"{name}/se"] = diversity.standard_error
-    params[name] = {**diversity.params, **definition}
 
 
 class Scorer:
@@ -137,6 +122,10 @@ class Scorer:
         if name == JUDGE:
             return self.judge.encode_images(images, self.config.batch_size)
         return extract_features(self._networks[name], images, self.config.batch_size)
+
+    def text_image_models(self) -> dict[str, ClipModel]:
+        """The judge (as ``judge``) and each CLIP model, by label: what CLIP-score and diversity use."""
+        return ({JUDGE: self.judge} if self.judge is not None else {}) | self.clip_models
 
     def reference(self, reference: ReferenceSet, template: CaptionTemplate | None = None) -> Reference:
         """Reference features per extractor (cached), and the judge's validity on them."""
@@ -239,6 +228,7 @@ class Scorer:
         ``patches``: the reference's window statistics at the images' size
         (:meth:`patch_reference`), for ``patch_fid``.
 
+        Each registered metric (:mod:`evaluation.metrics`) adds what applies to these inputs;
         ``attrs`` + ``template`` add attribute accuracy named ``attr_acc/judge/<attribute>``; its
         protocol (zero-shot choice among the attribute's values for one object, caption retrieval
         against one-attribute-swapped captions for several) is in ``params``.
@@ -256,77 +246,15 @@ class Scorer:
         if seeds is not None:
             params["images"]["seed_range"] = [int(min(seeds)), int(max(seeds))]
         per_item: dict[str, np.ndarray] = {}
-        features: dict[str, torch.Tensor] = {}
-        diversities: dict[str, Diversity] = {}
-        judge_embeddings = self.judge.encode_images(pixels, self.config.batch_size) if self.judge is not None else None
-        if reference is not None:
-            for name, extractor in self.plan.extractors.items():
-                generated = judge_embeddings if name == JUDGE else self.features(name, pixels)
-                features[name] = generated
-                values, definitions = distribution_metrics(
-                    generated,
-                    reference.features[name].features,
-                    extractor.name,
-                    bootstrap=self.config.bootstrap,
-                    seed=self.config.seed,
-                    level=self.config.level,
-                    kid_subsets=self.config.kid_subsets,
-                    kid_subset_size=self.config.kid_subset_size,
-                    device=self.config.device,
-                    feature_rank=extractor.feature_rank,
-                )
-                metrics.update(values)
-                params.update({key: {**value, **extractor.params} for key, value in definitions.items()})
-            if reference.roughness is not None:
-                noise = noise_share(pixels, reference.roughness, (reference.resolution, reference.resolution))
-                params["noise_share"] = noise.params
-                if noise.value is not None:
-                    metrics["noise_share"], metrics["noise_share/se"] = noise.value, noise.standard_error
-        generated_patches = None
-        if patches is not None:
-            generated_patches = patch_moments(pixels)
-            patch = patch_fid(generated_patches, patches, self.config.bootstrap, self.config.seed, self.config.level)
-            metrics["patch_fid"] = patch.value
-            metrics["patch_fid/ci_low"], metrics["patch_fid/ci_high"] = patch.interval.low, patch.interval.high
-            params["patch_fid"] = patch.params
-        convention = ClipScoreConvention(self.config.clip_score_weight, self.config.prompt_prefix)
-        scorers = [(JUDGE, self.judge, judge_embeddings)] if self.judge is not None else []
-        scorers += [(label, model, None) for label, model in self.clip_models.items()]
-        for label, model, embeddings in scorers:
-            embeddings = embeddings if embeddings is not None else model.encode_images(pixels, self.config.batch_size)
-            result = clip_score(model, embeddings, prompts, convention)
-            metrics[f"clip_score/{label}"] = result.mean
-            metrics[f"clip_score/{label}/se"] = result.standard_error
-            params[f"clip_score/{label}"] = result.params
-            per_item[f"clip_score/{label}"] = result.per_image
-            diversity = prompt_diversity(embeddings, prompts)
-            if diversity is not None:
-                diversities[f"diversity/{label}"] = diversity
-                _put_diversity(f"diversity/{label}", diversity, {"model": model.params}, metrics, params)
-        if reference is not None and reference.diversity is not None and f"diversity/{JUDGE}" in metrics:
-            definition = {"grouped_by": "caption of the real images"}
-            _put_diversity(f"diversity/{JUDGE}/data", reference.diversity, definition, metrics, params)
-        if attrs is not None:
-            if self.judge is None or template is None:
-                raise ValueError("attribute accuracy needs the judge (judge_dir) and the prompt set's template")
-            prefix = f"attr_acc/{JUDGE}"
-            accuracy: AttributeAccuracy = attribute_accuracy(judge_embeddings, attrs, template, self.judge.encode_texts)
-            metrics.update(accuracy.metrics(prefix))
-            per_item.update({f"{prefix}/{name}": flags for name, flags in accuracy.correct.items()})
-            faithful = np.logical_and.reduce(list(accuracy.correct.values()))
-            diversity = prompt_diversity(
-                judge_embeddings[torch.from_numpy(faithful)], [p for p, ok in zip(prompts, faithful) if ok]
-            )
-            if diversity is not None:
-                diversities[f"diversity/{JUDGE}/faithful"] = diversity
-                definition = {"images": "only those with every attribute right (attr_acc/judge)"}
-                _put_diversity(f"diversity/{JUDGE}/faithful", diversity, definition, metrics, params)
-            protocol = (
-                "caption retrieval against one-attribute-swapped captions" if template.multi_object
-                else "zero-shot choice among the attribute's values"
-            )
-            params[prefix] = {"template": template.template, "protocol": protocol, "judge": self.judge.params,
-                              "n_images": len(attrs)}
+        inputs = ScoreInputs(self, pixels, prompts, reference, attrs, template, patches)
+        states: dict[str, object] = {}
+        for metric in registered():
+            scores = metric.score(inputs)
+            if scores is not None:
+                metrics.update(scores.metrics)
+                params.update(scores.params)
+                per_item.update(scores.per_item)
+                states[metric.name] = scores.state
         metrics["cost/score_seconds"] = time.perf_counter() - start
         validity = reference.validity if reference is not None else None
-        return ScoreResult(metrics, params, per_item, validity, features, diversities, generated_patches)
+        return ScoreResult(metrics, params, per_item, validity, states)

@@ -21,6 +21,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from evaluation.metrics import families, family_of
+from evaluation.metrics import is_headline as is_metric_headline
 from sweeps.runs import JUDGE_WEIGHTS_PARAM, Measurement
 
 COMPANIONS = ("/ci_low", "/ci_high", "/se", "/std")
@@ -57,28 +59,24 @@ class Arm:
 
 
 def is_headline(name: str) -> bool:
-    """``family/model``, ``attr_acc/model/mean``, ``diversity/model/faithful``, ``noise_share`` or
-    ``patch_fid`` (optionally under ``base/``), not a companion, cost or paired difference."""
-    core = name[len("base/") :] if name.startswith("base/") else name
+    """A column of the comparison: a registered metric's headline (:mod:`evaluation.metrics`,
+    optionally under ``base/``), not a companion, cost, judge check or paired difference."""
+    core = name.removeprefix("base/")
     if core.startswith(("cost/", "paired/", f"{VALIDITY_PREFIX}/")) or core.endswith(COMPANIONS):
         return False
-    parts = core.split("/")
-    if len(parts) == 1:
-        return core in ("noise_share", "patch_fid")
-    return len(parts) == 2 or (len(parts) == 3 and (parts[0], parts[2]) in {("attr_acc", "mean"), ("diversity", "faithful")})
-
-
-FAMILY_ORDER = ("fid", "clip_score", "attr_acc", "diversity", "patch_fid", "noise_share", "kid")
+    return is_metric_headline(core)
 
 
 def headline_metrics(measurements: Iterable[Measurement]) -> list[str]:
-    """Headline metric names: final stage before a hires run's first stage (``base/``), FID first."""
+    """Headline metric names: final stage before a hires run's first stage (``base/``), then in the
+    metrics' registry order."""
     names = {name for m in measurements for name in m.metrics if is_headline(name)}
 
-    def order(name: str) -> tuple[bool, int, str]:
+    def order(name: str) -> tuple[bool, int, int, str]:
+        position, metric = family_of(name)
         family = name.removeprefix("base/").split("/")[0]
-        rank = FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER)
-        return name.startswith("base/"), rank, name
+        within = families(metric).index(family) if metric is not None else 0
+        return name.startswith("base/"), position, within, name
 
     return sorted(names, key=order)
 

@@ -18,29 +18,19 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
-import numpy as np
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from evaluation import make_record, write_report
-from evaluation.diversity import Diversity
 from evaluation.grids import SampleGrid, grid_png
-from evaluation.patch_fid import PatchMoments
+from evaluation.metrics import PairingSettings, add_paired_comparisons
+from evaluation.metrics.attribute_accuracy import AttributeAccuracyMetric
 from evaluation.prompt_sets import PromptSet
 from mjexp.config.domain import sampling_settings
 from mjexp.config.grid import expand_grid
 from mjexp.data.requirements import check_evaluation_data, enforce
 from mjexp.diffusion.superres import SuperResolution
 from mjexp.runs.components import build_datamodule, describe_sampling
-from mjexp.runs.eval_run.paired_settings import (
-    add_paired_comparisons,
-    add_paired_diversity,
-    add_paired_fid,
-    add_paired_patch_fid,
-    disagreement_grids,
-    log_paired_metrics,
-    mean_attribute_flags,
-)
+from mjexp.runs.eval_run.paired_settings import disagreement_grids, log_paired_metrics
 from mjexp.runs.eval_run.prompts import describe_prompts, load_prompts, prompt_params
 from mjexp.runs.eval_run.scoring import ScoringContext
 from mjexp.runs.eval_run.table import print_table
@@ -100,16 +90,13 @@ def guidance_variant(g: DictConfig) -> str:
 
 
 class SettingOutcome(NamedTuple):
-    """One setting's report record, its image grids per stage, per-image mean attribute accuracy
-    and the final images' features per FID extractor and files (in manifest order, for paired tests)."""
+    """One setting's report record, its image grids per stage, what each metric's paired test needs
+    of its final images, and their files (in manifest order, for paired tests)."""
 
     record: dict[str, Any]
     grids: dict[str, SampleGrid]
-    flags: np.ndarray | None
-    features: dict[str, torch.Tensor]
+    states: dict[str, object]  # by metric name (evaluation.metrics)
     files: list[Path]  # the final images, manifest order
-    diversity: dict[str, Diversity]  # per-prompt diversity of the final images, by metric name
-    patches: PatchMoments | None  # window statistics of the final images (patch FID)
     run: Tracker  # the setting's (finished) MLflow run, which its paired differences go to
 
 
@@ -163,7 +150,7 @@ class GridEvaluation:
     def run(self) -> list[dict[str, Any]]:
         """Generate and score every setting; write and log the report. Returns the records."""
         cfg, n = self.cfg, self.cfg.eval.samples_per_prompt
-        records, grids, per_item, files, diversities, patches, features, runs = [], {}, [], [], [], [], [], []
+        records, grids, states, files, runs = [], {}, [], [], []
         self.tracker.log_params({"prompts": {**prompt_params(self.prompts, cfg.eval.reference_split), "samples_per_prompt": n},
                                  "grid": {"n_settings": len(self.settings)}})
         for number, overrides in enumerate(self.settings, 1):
@@ -172,20 +159,13 @@ class GridEvaluation:
             print(f"[{number}/{len(self.settings)}] {label}: {describe_sampling(sampling)}")
             outcome = self.evaluate_setting(sampling, label, overrides)
             records.append(outcome.record)
-            per_item.append(outcome.flags)
+            states.append(outcome.states)
             files.append(outcome.files)
-            diversities.append(outcome.diversity)
-            patches.append(outcome.patches)
-            features.append(outcome.features)
             runs.append(outcome.run)
             grids.update(outcome.grids)
-        add_paired_comparisons(records, per_item)
-        add_paired_diversity(records, diversities)
-        add_paired_patch_fid(records, patches, self.context.patch_reference, cfg.eval.bootstrap, cfg.eval.seed)
-        add_paired_fid(records, features, self.context.reference_features(), cfg.eval.bootstrap, cfg.eval.seed,
-                       cfg.eval.device)
+        add_paired_comparisons(records, states, PairingSettings(cfg.eval.bootstrap, cfg.eval.seed, cfg.eval.device))
         log_paired_metrics(records, runs)
-        grids.update(disagreement_grids(records, per_item, files))
+        grids.update(disagreement_grids(records, [s.get(AttributeAccuracyMetric.name) for s in states], files))
         paths = write_report(records, self.out_dir, grids, title=f"mjexp evaluation: {cfg.name}")
         for path in paths.values():
             self.tracker.log_artifact(path, "report")
@@ -251,10 +231,7 @@ class GridEvaluation:
         child.log_artifact(grid_file)
         child.finish()
         files = [folder / row["file"] for row in rows]
-        return SettingOutcome(
-            record, grids, mean_attribute_flags(result.per_item), result.features, files, result.diversity,
-            result.patches, child,
-        )
+        return SettingOutcome(record, grids, result.states, files, child)
 
 
 def evaluate_grid(

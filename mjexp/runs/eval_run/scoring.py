@@ -52,6 +52,8 @@ class ScoringContext:
             judge_dir = train_or_reuse_domain_clip(cfg.eval.judge, self.datamodule, split="judge")
             if conditioning:
                 check_judge_independence(judge_dir, Path(conditioning))
+        else:
+            print("Judge off (eval.judge.enabled=false): no attribute accuracy and no judge metrics.")
         self.scorer = Scorer(
             ScoringConfig(
                 extractors=tuple(cfg.eval.features),
@@ -86,13 +88,6 @@ class ScoringContext:
             batches=lambda: reference_batches(datamodule, split),
         )
 
-    def reference_features(self) -> dict[str, tuple[torch.Tensor, int | None]]:
-        """Per FID extractor: the reference features and the extractor's rank bound."""
-        return {
-            name: (self.reference.features[name].features, extractor.feature_rank)
-            for name, extractor in self.scorer.plan.extractors.items()
-        }
-
     def patch_reference(self, size: int) -> PatchMoments:
         """The reference's window statistics at ``size`` px (patch FID): the reference split itself
         at the data's resolution, else the same split made at ``size`` from its originals (only up to
@@ -112,6 +107,7 @@ class ScoringContext:
         height, width = images.shape[-2:]
         missing = missing_patch_reference(height, width, self.resolution, self.datamodule.native_size(self.split))
         patches = None if missing else self.patch_reference(height)
+        attrs = attrs if self.scorer.judge is not None else None  # only the judge reads attributes
         result = self.scorer.score(
             images, prompts, self.reference, attrs=attrs, template=self.template if attrs else None, seeds=seeds,
             patches=patches,

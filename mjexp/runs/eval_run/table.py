@@ -7,6 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from evaluation.metrics import paired_lines
+
 TABLE_METRICS = 6  # metric columns per console table
 
 
@@ -31,20 +33,5 @@ def print_table(records: list[dict[str, Any]]) -> None:
     if unreliable:
         print("  † the judge failed a validity check on real images: these judge metrics are not to be trusted")
     for r in records:
-        paired = r.get("paired_vs_first")
-        if paired:
-            print(f"  {r['label']} vs {paired['baseline']}: attribute accuracy {paired['difference']:+.3f} "
-                  f"± {paired['standard_error']:.3f} (paired SE, z={paired['z']:.1f}); all attributes right in "
-                  f"{paired['fixed']} images only here, in {paired['broken']} only in the baseline")
-        fids = r.get("paired_fid_vs_first", {})
-        for metric, d in fids.get("metrics", {}).items():
-            print(f"  {r['label']} vs {fids['baseline']}: {metric} {d['difference']:+.4f} ± "
-                  f"{d['standard_error']:.4f} (paired bootstrap SE, z={d['z']:.1f})")
-        patch = r.get("paired_patch_fid_vs_first")
-        if patch:
-            print(f"  {r['label']} vs {patch['baseline']}: patch_fid {patch['difference']:+.4f} ± "
-                  f"{patch['standard_error']:.4f} (paired bootstrap SE, z={patch['z']:.1f})")
-        diversity = r.get("paired_diversity_vs_first", {})
-        for metric, d in diversity.get("metrics", {}).items():
-            print(f"  {r['label']} vs {diversity['baseline']}: {metric} {d['difference']:+.4f} ± "
-                  f"{d['standard_error']:.4f} (paired SE over {d['n_prompts']} prompts, z={d['z']:.1f})")
+        for line in paired_lines(r):
+            print(line)

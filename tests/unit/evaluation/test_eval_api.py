@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from evaluation import ScoringConfig, PreflightError, ReferenceSet, Scorer, api, make_record, write_report
+from evaluation import ScoringConfig, PreflightError, ReferenceSet, Scorer, make_record, write_report
+from evaluation.metrics import base as metrics_base
 from evaluation.attributes import AttributeAccuracy
 from evaluation.diversity import prompt_diversity
 from evaluation.quantisation import to_uint8
@@ -129,7 +130,7 @@ def test_score_reference_validity_and_report(judge_dir: Path, tiny_clip_file: Pa
     noisy[:10] = torch.randn(10, 3, 16, 16, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
     assert scorer.score(noisy, prompts, reference).metrics["noise_share"] == pytest.approx(10 / 40)
     # Diversity is the judge's: the generated images grouped by prompt, the real ones by caption.
-    assert result.metrics["diversity/judge"] == pytest.approx(prompt_diversity(result.features["judge"], prompts).mean)
+    assert result.metrics["diversity/judge"] == pytest.approx(prompt_diversity(result.states["fid"]["judge"][0], prompts).mean)
     real_captions = [template.render(a) for a in make_squares(48, seed=10)[1]]
     assert result.metrics["diversity/judge/data"] == pytest.approx(
         prompt_diversity(reference.features["judge"].features, real_captions).mean
@@ -142,7 +143,7 @@ def test_score_reference_validity_and_report(judge_dir: Path, tiny_clip_file: Pa
     assert "fid/judge" in result.unreliable and clip_name not in result.unreliable
     assert result.per_item["attr_acc/judge/color"].shape == (40,)
     assert result.params["attr_acc/judge"]["protocol"] == "zero-shot choice among the attribute's values"
-    judge_features = result.features["judge"]  # row i = image i, for paired comparisons of settings
+    judge_features = result.states["fid"]["judge"][0]  # row i = image i, for paired comparisons of settings
     assert judge_features.shape == (40, reference.features["judge"].features.shape[1])
 
     records = [
@@ -185,7 +186,7 @@ def test_faithful_diversity_counts_only_images_with_every_attribute_right(
     prompts = [template.render(a) for a in attrs]
     right = np.arange(40) < 24  # images 0-23 have every attribute right; 24-31 miss the position only
     correct = {"color": right | (np.arange(40) < 32), "position": right}
-    monkeypatch.setattr(api, "attribute_accuracy", lambda *args, **kwargs: AttributeAccuracy(correct))
+    monkeypatch.setattr(metrics_base, "attribute_accuracy", lambda *args, **kwargs: AttributeAccuracy(correct))
     scorer = Scorer(ScoringConfig(extractors=(), judge_dir=str(judge_dir), cache_dir=str(tmp_path)))
     result = scorer.score(images, prompts, attrs=attrs, template=template)
     embeddings = scorer.judge.encode_images(to_uint8(images, "test")[0], 64)

@@ -1,5 +1,6 @@
-"""Settings compared with the first one on the same prompts and noise: paired difference, the
-images whose verdict changed, and the grid that shows them."""
+"""Settings compared with the first one on the same prompts and noise: each metric's paired test
+(through the registry, from the states its scoring keeps), the images whose verdict changed, and
+the grid that shows them."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from PIL import Image
 from evaluation.diversity import prompt_diversity
 from evaluation.bootstrap import fid_difference
 from evaluation.patch_fid import patch_fid_difference, patch_moments
-from mjexp.runs.eval_run.paired_settings import (
-    add_paired_comparisons, add_paired_diversity, add_paired_fid, add_paired_patch_fid, disagreement_grids,
-    verdict_changes,
-)
+from evaluation.metrics import PairingSettings, add_paired_comparisons
+from evaluation.metrics.attribute_accuracy import verdict_changes
+from mjexp.runs.eval_run.paired_settings import disagreement_grids
+
+
+def pair(records: list[dict], metric: str, states: list, bootstrap: int = 20) -> None:
+    add_paired_comparisons(records, [{metric: state} for state in states], PairingSettings(bootstrap, seed=0))
 
 
 def test_verdict_changes_counts_both_directions() -> None:
@@ -29,7 +33,7 @@ def test_verdict_changes_counts_both_directions() -> None:
 def test_paired_comparison_records_difference_and_changes() -> None:
     records = [{"label": "g1"}, {"label": "g3"}]
     baseline, other = np.array([1.0, 0.5, 0.0, 1.0]), np.array([1.0, 1.0, 1.0, 0.5])
-    add_paired_comparisons(records, [baseline, other])
+    pair(records, "attr_acc", [baseline, other])
     paired = records[1]["paired_vs_first"]
     diff = other - baseline
     assert paired["difference"] == pytest.approx(diff.mean())
@@ -45,7 +49,7 @@ def test_paired_diversity_pairs_the_same_prompts() -> None:
     other = prompt_diversity(torch.tensor([e1, e2, e1, e3, e2, e2, e1, e2]), ["b", "b", "c", "c", "a", "a", "d", "d"])
     records = [{"label": "g1"}, {"label": "g3"}, {"label": "none"}]
     one_shared = prompt_diversity(torch.tensor([e1, e2, e1, e2]), ["a", "a", "x", "x"])
-    add_paired_diversity(records, [{"diversity/judge": base}, {"diversity/judge": other}, {"diversity/judge": one_shared}])
+    pair(records, "diversity", [{"diversity/judge": base}, {"diversity/judge": other}, {"diversity/judge": one_shared}])
     assert records[1]["paired_diversity_vs_first"]["baseline"] == "g1"
     paired = records[1]["paired_diversity_vs_first"]["metrics"]["diversity/judge"]
     diff = np.array([0.0 - 1.0, 1.0 - 0.0, 2.0 - 2.0])  # a, b, c
@@ -87,25 +91,19 @@ def test_disagreement_grid_of_a_larger_setting_shows_both_rows_at_its_size(tmp_p
 
 def test_paired_patch_fid_only_between_settings_of_one_size() -> None:
     """A plain setting (8 px) first, then another plain one and a hires one (16 px): only the
-    plain one is paired with the first, against the reference at its size."""
+    plain one is paired with the first, against the reference at its size (kept with its state)."""
     g = torch.Generator().manual_seed(0)
     images = {size: torch.randint(0, 256, (12, 3, size, size), dtype=torch.uint8, generator=g) for size in (8, 16)}
     references = {size: patch_moments(torch.randint(0, 256, (20, 3, size, size), dtype=torch.uint8, generator=g))
                   for size in (8, 16)}
     patches = [patch_moments(images[8]), patch_moments(images[8].flip(-1)), patch_moments(images[16])]
     records = [{"label": "a"}, {"label": "b"}, {"label": "hires"}]
-    asked: list[int] = []
-
-    def reference_at(size: int):
-        asked.append(size)
-        return references[size]
-
-    add_paired_patch_fid(records, patches, reference_at, bootstrap=20, seed=0)
+    pair(records, "patch_fid", [(p, references[p.size[0]]) for p in patches])
     expected = patch_fid_difference(patches[1], patches[0], references[8], 20, 0)
     paired = records[1]["paired_patch_fid_vs_first"]
     assert paired["baseline"] == "a" and paired["difference"] == pytest.approx(expected.difference)
     assert paired["standard_error"] == pytest.approx(expected.standard_error)
-    assert "paired_patch_fid_vs_first" not in records[2] and asked == [8]
+    assert "paired_patch_fid_vs_first" not in records[2]
 
 
 def test_paired_fid_of_each_setting_against_the_first() -> None:
@@ -114,8 +112,7 @@ def test_paired_fid_of_each_setting_against_the_first() -> None:
     first = torch.randn(30, 4, generator=g)
     shifted = first + 0.5  # the same items, moved: FID rises, paired SE small
     records = [{"label": "a"}, {"label": "b"}, {"label": "fewer"}]
-    features = [{"judge": first}, {"judge": shifted}, {"judge": first[:20]}]
-    add_paired_fid(records, features, {"judge": (reference, None)}, bootstrap=30, seed=0, device="cpu")
+    pair(records, "fid", [{"judge": (f, reference, None)} for f in (first, shifted, first[:20])], bootstrap=30)
     expected = fid_difference(shifted, first, reference, 30, 0)
     paired = records[1]["paired_fid_vs_first"]
     assert paired["baseline"] == "a"
