@@ -14,15 +14,12 @@ methods (DPM-Solver++(2M) on non-uniform steps has a slightly super-2 pre-asympt
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import pytest
 import torch
-from scipy.integrate import solve_ivp
 
-from mjexp.sampling.denoiser import Denoiser, vp_coefficients_at
+from mjexp.sampling.denoiser import Denoiser
 from mjexp.testing.gaussian_mixture import reference_mixture
+from mjexp.testing.probability_flow import observed_order, ode_states, trajectory_error
 from mjexp.sampling.samplers import initial_state, sample_ddim, sample_dpmpp_2m, sample_euler, sample_heun
 from sampling_helpers import linear_schedule
 
@@ -37,25 +34,12 @@ def karras_sigmas(steps: int) -> torch.Tensor:
     return (SIGMA_MAX ** (1 / RHO) + ramp * (SIGMA_MIN ** (1 / RHO) - SIGMA_MAX ** (1 / RHO))) ** RHO
 
 
-def reference_solution(x_start: torch.Tensor, tol: float) -> torch.Tensor:
-    def rhs(log_sigma: float, y: np.ndarray) -> np.ndarray:
-        sigma = math.exp(log_sigma)
-        alpha, sigma_vp = vp_coefficients_at(sigma)
-        x = torch.from_numpy(y).reshape(N, 2)
-        pred = MIXTURE.denoise(x * alpha, torch.tensor(alpha), torch.tensor(sigma_vp))
-        return (sigma * pred.eps).reshape(-1).numpy()
-
-    span = (math.log(SIGMA_MAX), math.log(SIGMA_MIN))
-    sol = solve_ivp(rhs, span, x_start.reshape(-1).numpy(), method="DOP853", rtol=tol, atol=tol)
-    assert sol.status == 0, sol.message
-    return torch.from_numpy(sol.y[:, -1]).reshape(x_start.shape)
-
-
 @pytest.fixture(scope="module")
 def problem() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     noise = torch.randn(N, 2, 1, 1, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     x_start = initial_state(noise, SIGMA_MAX)
-    return x_start, reference_solution(x_start, 1e-9), reference_solution(x_start, 1e-8)
+    reference, coarser = (ode_states(MIXTURE, x_start, SIGMA_MAX, [SIGMA_MIN], tol)[0] for tol in (1e-9, 1e-8))
+    return x_start, reference, coarser
 
 
 SAMPLERS = {
@@ -76,10 +60,10 @@ def test_convergence_order(name: str, problem: tuple[torch.Tensor, torch.Tensor,
     errors = []
     for steps in STEPS:
         out = sampler(model, x_start, karras_sigmas(steps))
-        errors.append(float((out - reference).flatten(1).norm(dim=1).median()))
+        errors.append(trajectory_error(out, reference))
     # The reference is converged far below the smallest error it judges (same statistic).
-    reference_gap = float((reference - coarser_reference).flatten(1).norm(dim=1).median())
+    reference_gap = trajectory_error(reference, coarser_reference)
     assert reference_gap < 1e-2 * min(errors), (reference_gap, errors)
-    order = -np.polyfit(np.log(STEPS), np.log(errors), 1)[0]
+    order = observed_order(STEPS, errors)
     assert low <= order <= high, f"{name}: measured order {order:.2f}, errors {errors}"
     assert errors[-1] < 0.02, f"{name} does not converge: errors {errors}"
