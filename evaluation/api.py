@@ -77,13 +77,16 @@ class ScoreResult:
     # What each metric's paired test needs of these images (features, verdicts, ...), by metric
     # name: paired comparisons of two settings on the same prompts and noise.
     states: dict[str, object] = field(default_factory=dict)
+    # Metrics a check of these images found untrustworthy (e.g. the judge disagreeing with the
+    # rule reader on an attribute), and why.
+    distrusted: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def unreliable(self) -> list[str]:
-        """Judge metrics, when the judge failed its validity threshold."""
-        if self.validity is None or self.validity.reliable:
-            return []
-        return [name for name in self.metrics if f"/{JUDGE}" in name]
+        """Judge metrics, when the judge failed its validity threshold, and the distrusted ones."""
+        failed = self.validity is not None and not self.validity.reliable
+        return [name for name in self.metrics if (failed and f"/{JUDGE}" in name) or name in self.distrusted]
 
 
 def _rows(attrs: Mapping[str, Sequence[str]]) -> list[dict[str, str]]:
@@ -236,6 +239,8 @@ class Scorer:
         start = time.perf_counter()
         if len(prompts) != len(images):
             raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
+        if attrs is not None and template is None:
+            raise ValueError("reading attributes needs the prompt set's template")
         pixels, clamped = to_uint8(images, "generated images")
         metrics: dict[str, float] = {}
         params: dict[str, object] = {
@@ -248,6 +253,8 @@ class Scorer:
         per_item: dict[str, np.ndarray] = {}
         inputs = ScoreInputs(self, pixels, prompts, reference, attrs, template, patches)
         states: dict[str, object] = {}
+        distrusted: list[str] = []
+        warnings: list[str] = []
         for metric in registered():
             scores = metric.score(inputs)
             if scores is not None:
@@ -255,6 +262,8 @@ class Scorer:
                 params.update(scores.params)
                 per_item.update(scores.per_item)
                 states[metric.name] = scores.state
+                distrusted += scores.unreliable
+                warnings += scores.warnings
         metrics["cost/score_seconds"] = time.perf_counter() - start
         validity = reference.validity if reference is not None else None
-        return ScoreResult(metrics, params, per_item, validity, states)
+        return ScoreResult(metrics, params, per_item, validity, states, distrusted, warnings)

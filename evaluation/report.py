@@ -38,6 +38,7 @@ def make_record(setting: Mapping[str, object], costs: Mapping[str, float], resul
         "params": result.params,
         "judge_validity": result.validity.as_dict() if result.validity is not None else None,
         "unreliable_metrics": result.unreliable,
+        "warnings": list(result.warnings),
     }
 
 
@@ -133,6 +134,19 @@ def _validity_section(records: Sequence[Mapping]) -> str:
             f"<p>Zero-shot attribute accuracy of the judge on {validity['n_images']} real images (threshold "
             f"{validity['threshold']}):</p><table><tr><th>attribute</th><th>accuracy</th><th></th></tr>{rows}</table>"
         )
+    checked = any(n.startswith("judge_agreement/") for r in records for n in r["metrics"])
+    parts.append(
+        "<p>Generated images: the judge's verdicts are checked against an exact rule reader "
+        "(<code>judge_agreement/*</code> below; an agreement under the threshold marks that judge metric †).</p>"
+        if checked else
+        "<p>Generated images: no rule reader exists for this data, so the judge's verdicts on generated images "
+        "are unchecked; the validity above is measured on real images only.</p>"
+    )
+    warned = [(r, w) for r in records for w in r.get("warnings", ())]
+    if warned:
+        items = "".join(f"<li>{html.escape(curve_label(r))} w={html.escape(str(r['guidance']))}: {html.escape(w)}</li>"
+                        for r, w in warned)
+        parts.append(f'<ul class="unreliable">{items}</ul>')
     retrieval = validity.get("retrieval")
     if retrieval:
         verdict = "ok" if retrieval["reliable"] else "BELOW"

@@ -13,7 +13,8 @@ class ScoringConfig:
     ``weights_paths``: extractor name -> local weight file (e.g. ``{"inception": "/path/weights.pth"}``).
     ``clip_models``: (open_clip model name, pretrained tag or file) pairs scored with CLIP-score,
     besides the judge. ``clip_score_weight`` / ``prompt_prefix``: 100 and "" (torchmetrics' scale)
-    or 2.5 and "A photo depicts " (Hessel et al.).
+    or 2.5 and "A photo depicts " (Hessel et al.). ``rule_reader``: the data is the built-in shapes
+    world, whose generated images an exact rule reads (``attr_acc/rule``, ``judge_agreement``).
     """
 
     extractors: tuple[str, ...] = ("judge",)
@@ -31,6 +32,7 @@ class ScoringConfig:
     kid_subset_size: int = 1000
     validity_threshold: float = 0.95  # the judge's attribute accuracy on real images
     retrieval_threshold: float = 0.5  # the judge's caption retrieval top-1 on real images (chance 1/32)
+    rule_reader: bool = False
     batch_size: int = 64
     device: str = "cpu"
     cache_dir: str = ".cache/evaluation"

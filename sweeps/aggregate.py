@@ -21,7 +21,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from evaluation.metrics import families, family_of
+from evaluation.metrics import metric_of
+from evaluation.metrics.rule_reading import AGREEMENT
+from evaluation.settings import ScoringConfig
 from evaluation.metrics import is_headline as is_metric_headline
 from sweeps.runs import JUDGE_WEIGHTS_PARAM, Measurement
 
@@ -73,10 +75,8 @@ def headline_metrics(measurements: Iterable[Measurement]) -> list[str]:
     names = {name for m in measurements for name in m.metrics if is_headline(name)}
 
     def order(name: str) -> tuple[bool, int, int, str]:
-        position, metric = family_of(name)
-        family = name.removeprefix("base/").split("/")[0]
-        within = families(metric).index(family) if metric is not None else 0
-        return name.startswith("base/"), position, within, name
+        position, prefix, _ = metric_of(name)
+        return name.startswith("base/"), position, prefix, name
 
     return sorted(names, key=order)
 
@@ -204,6 +204,15 @@ def unreliable_judge_arms(arms: Sequence[Arm]) -> list[str]:
     return [
         arm.label for arm in arms
         if any(m.metrics.get(f"{VALIDITY_PREFIX}/reliable", 1.0) < 1.0 for m in arm.members)
+    ]
+
+
+def disagreeing_judge_arms(arms: Sequence[Arm], threshold: float = ScoringConfig.validity_threshold) -> list[tuple[str, str, float]]:
+    """(label, attribute, agreement) where the judge agrees with the rule reader on fewer generated
+    images than its validity threshold: its number for that attribute is not to be trusted there."""
+    return [
+        (arm.label, name.removeprefix(f"{AGREEMENT}/"), estimate.mean) for arm in arms
+        for name, estimate in arm.metrics.items() if name.startswith(f"{AGREEMENT}/") and estimate.mean < threshold
     ]
 
 

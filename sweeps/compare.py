@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from evaluation.settings import ScoringConfig
 from mjexp.runs.command import reports_user_errors
 from mjexp.tracking.mlflow import (
     configure_sqlite_busy_timeout,
@@ -36,6 +37,7 @@ from mjexp.tracking.mlflow import (
 from sweeps.aggregate import (
     Arm,
     Estimate,
+    disagreeing_judge_arms,
     fixed_encoder_seeds,
     group_arms,
     headline_metrics,
@@ -220,6 +222,15 @@ def markdown(
             f"**Warning:** in {len(unreliable)} arm(s) the judge failed its validity check on real images (attribute "
             "accuracy or caption retrieval below its threshold; the run's report.html says which): their judge "
             "metrics are marked † and are not to be trusted.",
+        ]
+    disagreeing = disagreeing_judge_arms(arms)
+    if disagreeing:
+        listed = "; ".join(f"*{label}* {attribute} {value:.3f}" for label, attribute, value in disagreeing)
+        lines += [
+            "",
+            f"**Warning:** the judge agrees with the rule reader on too few generated images ({listed}; threshold "
+            f"{ScoringConfig.validity_threshold}): its attr_acc/judge numbers for those attributes are not to be "
+            "trusted there; read attr_acc/rule.",
         ]
     noisy = noisy_arms(arms)
     if noisy:

@@ -5,8 +5,8 @@ registered in :mod:`evaluation.metrics.registry` (docs/evaluation.md, adding a m
 from evaluation.metrics.base import Metric, MetricScores, PairingSettings, ScoreInputs
 from evaluation.metrics.registry import (
     add_paired_comparisons,
-    families,
-    family_of,
+    metric_of,
+    prefixes,
     is_headline,
     paired_lines,
     paired_metrics,
@@ -22,8 +22,8 @@ __all__ = [
     "PairingSettings",
     "ScoreInputs",
     "add_paired_comparisons",
-    "families",
-    "family_of",
+    "metric_of",
+    "prefixes",
     "is_headline",
     "paired_lines",
     "paired_metrics",

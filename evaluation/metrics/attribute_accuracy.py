@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from evaluation.attributes import paired_difference
+from evaluation.attributes import AttributeAccuracy, paired_difference
 from evaluation.judge import JUDGE
 from evaluation.metrics.base import Metric, MetricScores, PairingSettings, ScoreInputs, z_score
 
@@ -21,27 +21,28 @@ def verdict_changes(baseline: np.ndarray, other: np.ndarray) -> tuple[np.ndarray
     return np.flatnonzero(~base_ok & other_ok), np.flatnonzero(base_ok & ~other_ok)
 
 
-class AttributeAccuracyMetric(Metric):
-    """``attr_acc/judge/<attribute>`` and ``/mean``; state: per image, the fraction of its
-    attributes found as prompted."""
+class VerdictAccuracy(Metric):
+    """Accuracy of per-image, per-attribute verdicts under ``prefix`` (``<prefix>/<attribute>``,
+    ``<prefix>/mean``), paired image by image; state: per image, the fraction of its attributes
+    found as prompted. Subclasses say whose verdicts (:meth:`verdicts`)."""
 
-    name = "attr_acc"
-    record_key = "paired_vs_first"
+    prefix = PREFIX
+    reading = "attribute accuracy"  # how its paired line names it
+
+    def verdicts(self, inputs: ScoreInputs) -> dict[str, np.ndarray] | None:
+        raise NotImplementedError
+
+    def definition(self, inputs: ScoreInputs) -> dict[str, object]:
+        raise NotImplementedError
 
     def score(self, inputs: ScoreInputs) -> MetricScores | None:
-        accuracy = inputs.attribute_accuracy()
-        if accuracy is None:
+        correct = self.verdicts(inputs)
+        if correct is None:
             return None
-        protocol = (
-            "caption retrieval against one-attribute-swapped captions" if inputs.template.multi_object
-            else "zero-shot choice among the attribute's values"
-        )
-        params = {"template": inputs.template.template, "protocol": protocol, "judge": inputs.scorer.judge.params,
-                  "n_images": len(inputs.attrs)}
-        flags = np.mean([np.asarray(v, dtype=np.float64) for v in accuracy.correct.values()], axis=0)
+        flags = np.mean([np.asarray(v, dtype=np.float64) for v in correct.values()], axis=0)
         return MetricScores(
-            accuracy.metrics(PREFIX), {PREFIX: params},
-            {f"{PREFIX}/{name}": correct for name, correct in accuracy.correct.items()}, state=flags,
+            AttributeAccuracy(correct).metrics(self.prefix), {self.prefix: self.definition(inputs)},
+            {f"{self.prefix}/{name}": verdict for name, verdict in correct.items()}, state=flags,
         )
 
     def paired(self, own: np.ndarray, baseline: np.ndarray, settings: PairingSettings) -> dict[str, Any]:
@@ -57,12 +58,32 @@ class AttributeAccuracyMetric(Metric):
         }
 
     def paired_differences(self, entry: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-        return {f"{PREFIX}/mean": entry}
+        return {f"{self.prefix}/mean": entry}
 
     def paired_lines(self, label: str, entry: Mapping[str, Any]) -> list[str]:
-        return [f"  {label} vs {entry['baseline']}: attribute accuracy {entry['difference']:+.3f} "
+        return [f"  {label} vs {entry['baseline']}: {self.reading} {entry['difference']:+.3f} "
                 f"± {entry['standard_error']:.3f} (paired SE, z={entry['z']:.1f}); all attributes right in "
                 f"{entry['fixed']} images only here, in {entry['broken']} only in the baseline"]
 
     def headline(self, name: str) -> bool:
-        return name.count("/") == 1 or (name.count("/") == 2 and name.endswith("/mean"))
+        return name == f"{self.prefix}/mean"
+
+
+class AttributeAccuracyMetric(VerdictAccuracy):
+    """``attr_acc/judge/<attribute>`` and ``/mean``: the judge's zero-shot verdicts."""
+
+    name = "attr_acc"
+    prefixes = (PREFIX,)
+    record_key = "paired_vs_first"
+
+    def verdicts(self, inputs: ScoreInputs) -> dict[str, np.ndarray] | None:
+        accuracy = inputs.attribute_accuracy()
+        return None if accuracy is None else accuracy.correct
+
+    def definition(self, inputs: ScoreInputs) -> dict[str, object]:
+        protocol = (
+            "caption retrieval against one-attribute-swapped captions" if inputs.template.multi_object
+            else "zero-shot choice among the attribute's values"
+        )
+        return {"template": inputs.template.template, "protocol": protocol, "judge": inputs.scorer.judge.params,
+                "n_images": len(inputs.attrs)}

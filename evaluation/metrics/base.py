@@ -16,6 +16,7 @@ from evaluation.attributes import AttributeAccuracy, attribute_accuracy
 from evaluation.judge import JUDGE
 from evaluation.patch_fid import PatchMoments
 from evaluation.prompt_sets import CaptionTemplate
+from evaluation.rule_reader import read_images
 
 if TYPE_CHECKING:  # the scorer holds the metrics' models; importing it here would be circular
     from evaluation.api import Reference, Scorer
@@ -37,6 +38,7 @@ class ScoreInputs:
     patches: PatchMoments | None = None  # the reference's window statistics at the images' size
     _embeddings: dict[str, torch.Tensor] = field(default_factory=dict)
     _accuracy: AttributeAccuracy | None = None
+    _rule: dict[str, np.ndarray] | None = None
 
     def embeddings(self, label: str) -> torch.Tensor:
         """Image embeddings of the judge (``label == "judge"``) or of the CLIP model ``label``."""
@@ -46,16 +48,29 @@ class ScoreInputs:
         return self._embeddings[label]
 
     def attribute_accuracy(self) -> AttributeAccuracy | None:
-        """The judge's verdict on each prompted attribute of each image; None without ``attrs``."""
-        if self.attrs is None:
+        """The judge's verdict on each prompted attribute of each image; None without ``attrs`` or
+        a judge."""
+        if self.attrs is None or self.scorer.judge is None:
             return None
         if self._accuracy is None:
-            if self.scorer.judge is None or self.template is None:
-                raise ValueError("attribute accuracy needs the judge (judge_dir) and the prompt set's template")
             self._accuracy = attribute_accuracy(
                 self.embeddings(JUDGE), self.attrs, self.template, self.scorer.judge.encode_texts
             )
         return self._accuracy
+
+    def rule_reading(self) -> dict[str, np.ndarray] | None:
+        """The exact rule's verdict on each prompted attribute of each image (the built-in shapes
+        world only: ``ScoringConfig.rule_reader``); None without ``attrs`` or a rule."""
+        if self.attrs is None or not self.scorer.config.rule_reader:
+            return None
+        if self._rule is None:
+            self._rule = read_images(self.pixels, self.attrs, self.rule_vocabulary())
+        return self._rule
+
+    def rule_vocabulary(self) -> dict[str, tuple[str, ...]]:
+        """The prompt set's vocabulary per attribute, object suffixes (``_1``, ``_2``) dropped."""
+        return {key.rsplit("_", 1)[0] if key[-2:] in ("_1", "_2") else key: tuple(values)
+                for key, values in self.template.values.items()}
 
 
 @dataclass
@@ -64,12 +79,16 @@ class MetricScores:
 
     ``metrics``: name -> value, with companions ``<name>/se`` or ``<name>/ci_low``/``ci_high``;
     ``params``: name -> its definition; ``per_item``: name -> one value per image; ``state``: what
-    :meth:`Metric.paired` needs of this setting (features, verdicts, ...), never written out."""
+    :meth:`Metric.paired` needs of this setting (features, verdicts, ...), never written out;
+    ``unreliable``: metric names (its own or others') this setting's check found untrustworthy,
+    with the ``warnings`` that say why."""
 
     metrics: dict[str, float] = field(default_factory=dict)
     params: dict[str, object] = field(default_factory=dict)
     per_item: dict[str, np.ndarray] = field(default_factory=dict)
     state: Any = None
+    unreliable: list[str] = field(default_factory=list)  # names of this setting not to be trusted
+    warnings: list[str] = field(default_factory=list)  # why, one line each (console and report)
 
 
 @dataclass(frozen=True)
@@ -92,7 +111,7 @@ class Metric:
     implements :meth:`paired` and :meth:`paired_lines`."""
 
     name: str = ""
-    families: tuple[str, ...] = ()  # the first part of its logged names, when not just ``name``
+    prefixes: tuple[str, ...] = ()  # what its logged names start with (``fid``, ``attr_acc/judge``); default (name,)
     record_key: str | None = None
 
     def score(self, inputs: ScoreInputs) -> MetricScores | None:
@@ -122,6 +141,6 @@ class Metric:
         return "paired SE"
 
     def headline(self, name: str) -> bool:
-        """Whether logged metric ``name`` (of this family, without ``base/``) is a headline of
+        """Whether logged metric ``name`` (one of this metric's, without ``base/``) is a headline of
         ``sweeps.compare``: a column of its table, aggregated over seeds."""
         return name.count("/") == 1

@@ -20,7 +20,7 @@ class FidKid(Metric):
     """``fid/<extractor>`` and ``kid/<extractor>`` against the reference set."""
 
     name = "fid"
-    families = ("fid", "kid")
+    prefixes = ("fid", "kid")
     record_key = "paired_fid_vs_first"
 
     def score(self, inputs: ScoreInputs) -> MetricScores | None:

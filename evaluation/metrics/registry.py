@@ -1,5 +1,5 @@
 """The registered metrics, in order: the order they are scored in, their paired comparisons are
-printed in and ``sweeps.compare`` tabulates their families in."""
+printed in and ``sweeps.compare`` tabulates their names in."""
 
 from __future__ import annotations
 
@@ -13,15 +13,16 @@ from evaluation.metrics.clip_scores import ClipScores
 from evaluation.metrics.fid_kid import FidKid
 from evaluation.metrics.noise_images import NoiseImages
 from evaluation.metrics.prompt_diversity import PromptDiversity
+from evaluation.metrics.rule_reading import RuleReading
 from evaluation.metrics.window_fid import WindowFid
 
 _METRICS: dict[str, Metric] = {}
 
 
 def register(metric: Metric) -> Metric:
-    """Add ``metric`` after the registered ones; its name and families must be new."""
-    taken = {family for m in _METRICS.values() for family in families(m)}
-    clash = (set(families(metric)) & taken) | ({metric.name} & set(_METRICS))
+    """Add ``metric`` after the registered ones; its name and prefixes must be new."""
+    taken = {prefix for m in _METRICS.values() for prefix in prefixes(m)}
+    clash = (set(prefixes(metric)) & taken) | ({metric.name} & set(_METRICS))
     if not metric.name or clash:
         raise ValueError(f"metric {metric.name!r}: needs a name not taken; taken here: {sorted(clash)}")
     _METRICS[metric.name] = metric
@@ -46,25 +47,27 @@ def registered() -> list[Metric]:
     return list(_METRICS.values())
 
 
-def families(metric: Metric) -> tuple[str, ...]:
-    return metric.families or (metric.name,)
+def prefixes(metric: Metric) -> tuple[str, ...]:
+    return metric.prefixes or (metric.name,)
 
 
-def family_of(name: str) -> tuple[int, Metric | None]:
-    """The registry position and metric of logged metric ``name`` (``base/`` stripped), or
-    (len(registry), None) for a family no registered metric logs."""
-    family = name.removeprefix("base/").split("/")[0]
+def metric_of(name: str) -> tuple[int, int, Metric | None]:
+    """Who logs metric ``name`` (``base/`` stripped): the registry position, the index of the
+    longest matching prefix and the metric; (len(registry), 0, None) when no registered one does."""
+    core = name.removeprefix("base/")
+    best: tuple[int, int, int, Metric | None] = (-1, len(_METRICS), 0, None)
     for position, metric in enumerate(_METRICS.values()):
-        if family in families(metric):
-            return position, metric
-    return len(_METRICS), None
+        for index, prefix in enumerate(prefixes(metric)):
+            if (core == prefix or core.startswith(prefix + "/")) and len(prefix) > best[0]:
+                best = (len(prefix), position, index, metric)
+    return best[1:]
 
 
 def is_headline(name: str) -> bool:
     """Whether logged metric ``name`` (optionally under ``base/``) is one of its metric's headlines
-    (:meth:`Metric.headline`); a family no metric registers: ``family/model``."""
+    (:meth:`Metric.headline`); for a name no metric registers: ``family/model``."""
     core = name.removeprefix("base/")
-    _, metric = family_of(core)
+    metric = metric_of(core)[2]
     return metric.headline(core) if metric is not None else core.count("/") == 1
 
 
@@ -104,5 +107,5 @@ def paired_lines(record: Mapping[str, Any]) -> list[str]:
             for line in m.paired_lines(record["label"], record[m.record_key])]
 
 
-for builtin in (AttributeAccuracyMetric(), FidKid(), WindowFid(), PromptDiversity(), ClipScores(), NoiseImages()):
+for builtin in (AttributeAccuracyMetric(), RuleReading(), FidKid(), WindowFid(), PromptDiversity(), ClipScores(), NoiseImages()):
     register(builtin)

@@ -19,7 +19,8 @@ from typing import Any
 
 from mjexp.data.captions import CaptionSchema
 from mjexp.data.digits import DIGITS_SCHEMA
-from mjexp.data.shapes import DEFAULT_HOLDOUT, POSITIONS, ShapesSpec, heldout_attrs
+from mjexp.data.shapes import DEFAULT_HOLDOUT, ShapesSpec, heldout_attrs
+from shapes_world.layout import POSITIONS
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "evaluation" / "prompts"
 

@@ -35,28 +35,24 @@ import torch
 from mjexp.data.captions import CaptionSchema
 from mjexp.data.datamodule import CaptionedDataset, CaptionedImageDataModule, Sample
 from mjexp.data.images import to_model_range
-from mjexp.data.shapes_render import (
-    PALETTE,
-    RENDERER_VERSION,
-    SHAPE_NAMES,
-    Scenes,
-    render,
-)
 from mjexp.data.splits import check_split
+from shapes_world.layout import (
+    BACKGROUND,
+    BRIGHTNESS,
+    CENTER_JITTER,
+    DEFAULT_RADIUS,
+    POSITION_CENTERS,
+    POSITIONS,
+    RADIUS_JITTER,
+    SIZES,
+)
+from shapes_world.render import PALETTE, RENDERER_VERSION, SHAPE_NAMES, Scenes, render
 
 DEFAULT_COLORS: tuple[str, ...] = ("red", "yellow", "green", "cyan", "blue", "purple")
 DEFAULT_SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
-POSITIONS: tuple[str, ...] = ("top left", "top right", "bottom left", "bottom right")
-_POSITION_CENTERS = np.array([[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]])
 # Attributes that caption noise may misname: appearance words. Positions stay true, so a two-object
 # caption keeps its objects in distinct quadrants, in quadrant order.
 NOISY_ATTRIBUTES: tuple[str, ...] = ("size", "color", "shape")
-SIZES: dict[str, float] = {"small": 0.11, "large": 0.18}  # object radius, fraction of the image side
-DEFAULT_RADIUS = 0.18  # when size is not an attribute: ~6 px objects at 16 px
-RADIUS_JITTER = 0.08  # relative, uniform in [-, +]
-CENTER_JITTER = 0.03  # fraction of the image side, per axis
-BRIGHTNESS = (0.8, 1.0)  # object colour scale
-BACKGROUND = (10.0, 40.0)  # grey level of the dark background
 # One colour per shape twice over, a diagonal: every colour and shape still appears in train.
 DEFAULT_HOLDOUT: tuple[dict[str, str], ...] = (
     {"color": "red", "shape": "circle"},
@@ -203,7 +199,7 @@ def sample_scenes(
     brightness = BRIGHTNESS[0] + (BRIGHTNESS[1] - BRIGHTNESS[0]) * jitter[..., 3]
     scenes = Scenes(
         shape=shape_ids[objects[..., names.index("shape")]],
-        center=_POSITION_CENTERS[objects[..., names.index("position")]] + CENTER_JITTER * (2 * jitter[..., :2] - 1),
+        center=POSITION_CENTERS[objects[..., names.index("position")]] + CENTER_JITTER * (2 * jitter[..., :2] - 1),
         radius=base * (1 + RADIUS_JITTER * (2 * jitter[..., 2] - 1)),
         color=palette[objects[..., names.index("color")]] * brightness[..., None],
         background=np.repeat(BACKGROUND[0] + (BACKGROUND[1] - BACKGROUND[0]) * u[:, -1:], 3, axis=1),

@@ -313,3 +313,14 @@ def test_arms_scored_by_an_unreliable_judge_or_making_noise_are_flagged(tmp_path
     assert "**Warning:** 1 arm(s) make mostly noise images (noise_share: *guidance.scale=1.0* 90%)" in text
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| guidance")}
     assert "2 ± n/a †" in rows["guidance.scale=1.0"] and "†" not in rows["guidance.scale=3.0"]
+
+
+def test_arms_whose_judge_disagrees_with_the_rule_reader_are_named() -> None:
+    from sweeps.aggregate import Arm, Estimate, disagreeing_judge_arms
+
+    agreeing = Arm({"guidance.scale": "3"}, "guidance.scale=3", ["0"], 1,
+                   metrics={"judge_agreement/position": Estimate(0.99, math.nan, math.nan, 1)})
+    disagreeing = Arm({"guidance.scale": "1"}, "guidance.scale=1", ["0"], 1,
+                      metrics={"judge_agreement/position": Estimate(0.93, math.nan, math.nan, 1),
+                               "judge_agreement/color": Estimate(0.97, math.nan, math.nan, 1)})
+    assert disagreeing_judge_arms([agreeing, disagreeing]) == [("guidance.scale=1", "position", 0.93)]

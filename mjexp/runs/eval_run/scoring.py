@@ -15,6 +15,8 @@ from evaluation.patch_fid import PatchMoments
 from mjexp.runs.components import build_datamodule, train_or_reuse_domain_clip
 from mjexp.runs.eval_run.judge_independence import check_judge_independence
 
+RULE_READABLE_DATA = "shapes"  # the data whose generated images evaluation.rule_reader reads exactly
+
 
 def reference_batches(datamodule: Any, split: str) -> Iterator[dict[str, Any]]:
     yield from datamodule.dataloader(split)
@@ -53,7 +55,7 @@ class ScoringContext:
             if conditioning:
                 check_judge_independence(judge_dir, Path(conditioning))
         else:
-            print("Judge off (eval.judge.enabled=false): no attribute accuracy and no judge metrics.")
+            print("Judge off (eval.judge.enabled=false): no judge metrics.")
         self.scorer = Scorer(
             ScoringConfig(
                 extractors=tuple(cfg.eval.features),
@@ -69,12 +71,17 @@ class ScoringContext:
                 batch_size=cfg.eval.batch_size,
                 device=cfg.eval.device,
                 cache_dir=cfg.eval.cache_dir,
+                rule_reader=data_cfg.name == RULE_READABLE_DATA,
             )
         )
         self.data_cfg, self.split = data_cfg, cfg.eval.reference_split
         self.reference = self.scorer.reference(self.reference_set(self.datamodule), template=template)
         if self.reference.validity is not None:
             print(self.reference.validity.describe(self.split))
+            print("On generated images the judge is checked against the exact rule reader (judge_agreement/*)."
+                  if self.scorer.config.rule_reader else
+                  f"No rule reader exists for data={data_cfg.name}: the judge's verdicts on generated images are "
+                  "unchecked (its validity above is on real images only).")
         self._patch_references: dict[int, PatchMoments] = {}
 
     def reference_set(self, datamodule: Any) -> ReferenceSet:
@@ -107,7 +114,6 @@ class ScoringContext:
         height, width = images.shape[-2:]
         missing = missing_patch_reference(height, width, self.resolution, self.datamodule.native_size(self.split))
         patches = None if missing else self.patch_reference(height)
-        attrs = attrs if self.scorer.judge is not None else None  # only the judge reads attributes
         result = self.scorer.score(
             images, prompts, self.reference, attrs=attrs, template=self.template if attrs else None, seeds=seeds,
             patches=patches,

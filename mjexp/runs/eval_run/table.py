@@ -31,7 +31,11 @@ def print_table(records: list[dict[str, Any]]) -> None:
         console = Console(width=10_000)  # never truncate; the table is as wide as its content
         console.print(table, width=console.measure(table).maximum)
     if unreliable:
-        print("  † the judge failed a validity check on real images: these judge metrics are not to be trusted")
+        print("  † the judge failed a validity check (on real images, or against the rule reader on generated "
+              "ones): these judge metrics are not to be trusted")
+    for r in records:
+        for warning in r.get("warnings", ()):
+            print(f"  warning: {r['label']}: {warning}")
     for r in records:
         for line in paired_lines(r):
             print(line)

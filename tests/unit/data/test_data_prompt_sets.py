@@ -10,7 +10,8 @@ import pytest
 
 from evaluation.prompt_sets import load_prompt_set
 from mjexp.data.prompt_set_files import DEFAULT_OUT, prompt_sets, write
-from mjexp.data.shapes import DEFAULT_HOLDOUT, POSITIONS, ShapesSpec
+from mjexp.data.shapes import DEFAULT_HOLDOUT, ShapesSpec
+from shapes_world.layout import POSITIONS
 
 STEMS = [s.stem for s in prompt_sets()]
 

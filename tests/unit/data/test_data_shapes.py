@@ -8,18 +8,15 @@ import numpy as np
 import pytest
 
 from mjexp.data.shapes import (
-    CENTER_JITTER,
     DEFAULT_HOLDOUT,
-    POSITIONS,
-    RADIUS_JITTER,
-    SIZES,
     ShapesDataModule,
     ShapesDataset,
     ShapesSpec,
     heldout_attrs,
     uniforms,
 )
-from mjexp.data.shapes_render import MAX_EXTENT, PALETTE
+from shapes_world.layout import CENTER_JITTER, POSITIONS, RADIUS_JITTER, SIZES
+from shapes_world.render import MAX_EXTENT, PALETTE
 
 QUADRANT = {"top left": (0, 0), "top right": (0, 1), "bottom left": (1, 0), "bottom right": (1, 1)}
 
