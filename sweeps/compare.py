@@ -79,7 +79,7 @@ class Comparison:
 
 def pick_metric(names: Sequence[str], family: str) -> str | None:
     """``family/<model>`` for the plots: a standard model's if logged, else the domain judge's."""
-    candidates = [n for n in names if n.startswith(family + "/") and n.count("/") == 1]
+    candidates = [n for n in names if n.startswith(family + "/") and not n.endswith("/faithful")]
     standard = [n for n in candidates if not n.endswith("/judge")]
     return (standard or candidates or [None])[0]
 

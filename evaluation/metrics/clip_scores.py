@@ -22,3 +22,7 @@ class ClipScores(Metric):
             scores.params[name] = result.params
             scores.per_item[name] = result.per_image
         return scores if scores.metrics else None
+
+    def headline(self, name: str) -> bool:
+        """Every model's score (an open_clip label is ``model/tag``), not its standard error."""
+        return not name.endswith("/se")

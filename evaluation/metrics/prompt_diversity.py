@@ -66,4 +66,6 @@ class PromptDiversity(Metric):
         return f"paired SE over {difference['n_prompts']} prompts"
 
     def headline(self, name: str) -> bool:
-        return name.count("/") == 1 or (name.count("/") == 2 and name.endswith("/faithful"))
+        """Every model's diversity (an open_clip label is ``model/tag``) and the faithful images'
+        one; not the real data's level or a standard error."""
+        return not name.endswith(("/data", "/se"))

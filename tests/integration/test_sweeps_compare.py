@@ -283,14 +283,17 @@ def test_cli_without_a_store_says_where_it_looked(tmp_path: Path, monkeypatch: p
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_headline_metrics_include_accuracy_means_faithful_diversity_noise_share_and_patch_fid() -> None:
+def test_headline_metrics_include_accuracy_means_faithful_diversity_open_clip_scores_and_both_readings() -> None:
     names = ["fid/judge", "fid/judge/ci_low", "attr_acc/judge/mean", "attr_acc/judge/color", "diversity/judge",
              "diversity/judge/se", "diversity/judge/faithful", "diversity/judge/faithful/se", "diversity/judge/data",
              "base/diversity/judge/faithful", "cost/nfe", "noise_share", "noise_share/se", "base/noise_share",
-             "patch_fid", "patch_fid/ci_low", "base/patch_fid", "paired/patch_fid", "paired/fid/judge"]
+             "patch_fid", "patch_fid/ci_low", "base/patch_fid", "paired/patch_fid", "paired/fid/judge",
+             "clip_score/ViT-B-32/openai", "clip_score/ViT-B-32/openai/se", "diversity/ViT-B-32/openai",
+             "attr_acc/rule/mean", "attr_acc/rule/color", "judge_agreement/position"]
     assert [n for n in names if is_headline(n)] == [
         "fid/judge", "attr_acc/judge/mean", "diversity/judge", "diversity/judge/faithful", "base/diversity/judge/faithful",
-        "noise_share", "base/noise_share", "patch_fid", "base/patch_fid",
+        "noise_share", "base/noise_share", "patch_fid", "base/patch_fid", "clip_score/ViT-B-32/openai",
+        "diversity/ViT-B-32/openai", "attr_acc/rule/mean", "judge_agreement/position",
     ]
 
 
