@@ -163,10 +163,10 @@ class SamplesDuringTraining(L.Callback):
 
 def frame_sampling(cfg: DictConfig) -> DictConfig:
     """The training config's sampler and guidance, without the hires fix: a frame shows the model
-    at its own resolution (a second pass would cost more than the frame and show the upscaler too)."""
-    return OmegaConf.create(
-        {"sampler": cfg.sampler, "guidance": cfg.guidance, "hires": OmegaConf.merge(cfg.hires, {"enabled": False})}
-    )
+    at its own resolution (a second pass would cost more than the frame and show the upscaler too).
+    Plain values, not the schema's classes: ``ddp_spawn`` pickles the callback into its processes."""
+    groups = {"sampler": cfg.sampler, "guidance": cfg.guidance, "hires": OmegaConf.merge(cfg.hires, {"enabled": False})}
+    return OmegaConf.create({name: OmegaConf.to_container(group, resolve=True) for name, group in groups.items()})
 
 
 def samples_during_training(
