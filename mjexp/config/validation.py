@@ -87,6 +87,7 @@ RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("text_encoder.caption_noise", 0.0, 1.0, True),
     ("trainer.max_steps", 1, float("inf"), True),
     ("trainer.progress_every_n_steps", 1, float("inf"), True),
+    ("trainer.sample_every_n_steps", 0, float("inf"), True),
     ("trainer.accumulate_grad_batches", 1, float("inf"), True),
     ("schedule.num_train_timesteps", 2, float("inf"), True),
     ("eval.samples_per_prompt", 1, float("inf"), True),
@@ -200,6 +201,11 @@ def _super_resolution_problems(cfg: DictConfig) -> list[str]:
         problems.append(
             "sr.enabled=true with an eval.grid: a super-resolution model is evaluated through a base model's "
             "hires fix (python -m mjexp.eval ckpt=<base> hires=sr hires.model=<this export>); drop eval.grid"
+        )
+    if _get(cfg, "sr.enabled") and _get(cfg, "trainer.sample_every_n_steps"):
+        problems.append(
+            "sr.enabled=true with trainer.sample_every_n_steps: a super-resolution model samples only inside a base "
+            "model's hires fix (it needs a low-resolution image); set trainer.sample_every_n_steps=0"
         )
     model, uses_sr = _get(cfg, "hires.model"), "sr" in _swept(cfg, "hires.upscaler")
     if uses_sr and True in _swept(cfg, "hires.enabled") and not model:

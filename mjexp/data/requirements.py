@@ -81,19 +81,26 @@ def check_training_data(cfg: DictConfig, datamodule: Any) -> DataCheck:
     return check
 
 
-def check_evaluation_data(cfg: DictConfig, data_cfg: Mapping[str, Any], datamodule: Any, n_prompts: int) -> DataCheck:
-    """The judge's, the reference set's and the generated set's needs of an evaluation that
-    generates ``n_prompts`` x ``eval.samples_per_prompt`` images per setting."""
+def check_judge_data(cfg: DictConfig, data_cfg: Mapping[str, Any], datamodule: Any) -> DataCheck:
+    """The judge's needs (``eval.judge``, trained on the judge split), when it is enabled: an
+    evaluation's, or the frames' of ``trainer.sample_every_n_steps``."""
     check = DataCheck()
-    e = cfg.eval
-    if e.judge.enabled:
+    if cfg.eval.judge.enabled:
         n_judge = len(datamodule.dataset("judge"))
         if n_judge < MIN_CONTRASTIVE_BATCH:
             check.problems.append(
                 f"the judge needs at least {MIN_CONTRASTIVE_BATCH} images in the judge split, it has {n_judge}: raise "
                 f"{size_keys(data_cfg, 'judge')}, or eval.judge.enabled=false (no judge metrics)"
             )
-        check.fit_batch("eval.judge.batch_size", int(e.judge.batch_size), "judge", n_judge)
+        check.fit_batch("eval.judge.batch_size", int(cfg.eval.judge.batch_size), "judge", n_judge)
+    return check
+
+
+def check_evaluation_data(cfg: DictConfig, data_cfg: Mapping[str, Any], datamodule: Any, n_prompts: int) -> DataCheck:
+    """The judge's, the reference set's and the generated set's needs of an evaluation that
+    generates ``n_prompts`` x ``eval.samples_per_prompt`` images per setting."""
+    check = check_judge_data(cfg, data_cfg, datamodule)
+    e = cfg.eval
     split = e.reference_split
     n_reference = len(datamodule.dataset(split))
     n_generated = n_prompts * int(e.samples_per_prompt)

@@ -77,13 +77,30 @@ class LoadedModel:
     def guidance_sampler(
         self, sampling: Any, seed: int, runtime: Runtime, sr_model: "LoadedModel | None" = None
     ) -> GuidanceSampler:
-        """The LightningModule that samples this model with the ``sampler``/``guidance``/``hires``
-        settings of ``sampling`` (a config node), items seeded by ``seed``."""
-        sampler, guidance, hires, negative = sampling_settings(sampling)
-        return GuidanceSampler(
-            self.unet, self.text_encoder, self.schedule, self.resolution, sampler, guidance, hires, negative,
-            seed=seed, runtime=runtime, sr_model=sr_model,
+        """The LightningModule that samples this model (:func:`guidance_sampler`)."""
+        return guidance_sampler(
+            self.unet, self.text_encoder, self.schedule, self.resolution, sampling, seed, runtime, sr_model
         )
+
+
+def guidance_sampler(
+    unet: UNet,
+    text_encoder: TextEncoder,
+    schedule: NoiseSchedule,
+    resolution: int,
+    sampling: Any,
+    seed: int,
+    runtime: Runtime,
+    sr_model: LoadedModel | None = None,
+) -> GuidanceSampler:
+    """The LightningModule that samples these networks with the ``sampler``/``guidance``/``hires``
+    settings of ``sampling`` (a config node), items seeded by ``seed``: a loaded model's, or a
+    training's own while it trains (:mod:`mjexp.runs.samples_during_training`)."""
+    sampler, guidance, hires, negative = sampling_settings(sampling)
+    return GuidanceSampler(
+        unet, text_encoder, schedule, resolution, sampler, guidance, hires, negative,
+        seed=seed, runtime=runtime, sr_model=sr_model,
+    )
 
 
 # Where the text-encoder config says where to find or fetch weights, not what they are.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import traceback
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import lightning as L
 import torch
@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mjexp.config import validate
 from mjexp.config.domain import build
-from mjexp.data.requirements import check_evaluation_data, check_training_data, enforce
+from mjexp.data.requirements import check_evaluation_data, check_judge_data, check_training_data, enforce
 from mjexp.diffusion.training_module import (
     DiffusionModule,
     DiffusionSettings,
@@ -55,6 +55,7 @@ from mjexp.runs.resume import (
     refuse_to_overwrite,
     remove_debris,
 )
+from mjexp.runs.samples_during_training import samples_during_training
 from mjexp.runs.tracker import REPOSITORY, is_primary_process, open_tracker
 from mjexp.text.clip_train import read_metrics
 from mjexp.tracking.lightning import SafeMLFlowLogger, ValidationAtItsStep
@@ -62,7 +63,9 @@ from mjexp.tracking.mlflow import Tracker
 from mjexp.tracking.provenance import write_provenance_files
 
 
-def build_trainer(cfg: DictConfig, output_dir: Path, logger: SafeMLFlowLogger) -> L.Trainer:
+def build_trainer(
+    cfg: DictConfig, output_dir: Path, logger: SafeMLFlowLogger, callbacks: Sequence[L.Callback] = ()
+) -> L.Trainer:
     t = cfg.trainer
     checkpoints = StepCheckpoint(output_dir / CHECKPOINT_DIR, t.checkpoint_every_n_steps)
     return L.Trainer(
@@ -84,7 +87,7 @@ def build_trainer(cfg: DictConfig, output_dir: Path, logger: SafeMLFlowLogger) -
         enable_model_summary=False,
         logger=logger,
         callbacks=[checkpoints, LearningRateMonitor(logging_interval="step"), ValidationSteps(), ValidationAtItsStep(logger),
-                   *([TrainingProgress(t.progress_every_n_steps)] if t.enable_progress_bar else [])],
+                   *([TrainingProgress(t.progress_every_n_steps)] if t.enable_progress_bar else []), *callbacks],
         plugins=[SafeCheckpointIO()],
         default_root_dir=output_dir,
     )
@@ -121,6 +124,8 @@ def check_data(cfg: DictConfig, datamodule: Any, evaluating: bool) -> dict[str, 
     if evaluating:
         n_prompts = prompt_params(load_prompts(cfg, datamodule), cfg.eval.reference_split)["n"]
         checks.append(check_evaluation_data(cfg, cfg.data, datamodule, n_prompts))
+    elif cfg.trainer.sample_every_n_steps:  # the frames' judge
+        checks.append(check_judge_data(cfg, cfg.data, datamodule))
     return enforce(*checks)
 
 
@@ -182,13 +187,15 @@ def train_in_folder(
             print(f"  {clip_path.name}: val image->text retrieval top-1 {clip_metrics['val_retrieval_top1']:.3f}")
             resolved["text_encoder"]["path"] = str(clip_path.resolve())  # a .ckpt works from any folder
         encoder = build_text_encoder(cfg.text_encoder, domain_clip_path=clip_path)
-        # Seeded again: training a domain CLIP moves random states that reusing its cached copy
-        # does not, and the model must not depend on the cache.
+        # trainer.sample_every_n_steps: its judge is trained (or reused) before the model trains.
+        samples = samples_during_training(cfg, datamodule, tracker, output_dir, clip_path)
+        # Seeded again: training a domain CLIP (or the judge) moves random states that reusing its
+        # cached copy does not, and the model must not depend on the cache.
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         module = build_module(cfg, encoder, resolved)
         if cfg.trainer.compile:
             module.unet.compile()  # in place: parameter names (checkpoints, EMA, export) are unchanged
-        trainer = build_trainer(cfg, output_dir, SafeMLFlowLogger(tracker))
+        trainer = build_trainer(cfg, output_dir, SafeMLFlowLogger(tracker), [samples] if samples else [])
         if resume is None:
             # A step-0 validation gives the untrained baseline that the final val/loss is judged against.
             trainer.validate(module, datamodule=datamodule, verbose=False)

@@ -81,13 +81,22 @@ def test_config_typo_is_rejected_before_any_work(tmp_path: Path) -> None:
 def test_out_of_range_values_are_named_before_any_work() -> None:
     cfg = compose_config(
         "train",
-        [*TINY, "output_dir=unused", "optim.lr=-1", "sampler.name=ddmi", "data.caption_noise=1.5", "sampler.noise=pink"],
+        [*TINY, "output_dir=unused", "optim.lr=-1", "sampler.name=ddmi", "data.caption_noise=1.5", "sampler.noise=pink",
+         "trainer.sample_every_n_steps=-1"],
     )
     with pytest.raises(ConfigError, match=r"sampler\.name='ddmi' is not one of ddpm, ddim") as error:
         validate(cfg)
     assert "optim.lr must be > 0, got -1.0" in str(error.value)
     assert "data.caption_noise=1.5 is outside [0.0, 1.0]" in str(error.value)
     assert "sampler.noise='pink' is not one of independent, brownian" in str(error.value)
+    assert "trainer.sample_every_n_steps=-1 is outside [0, inf]" in str(error.value)
+
+
+def test_a_super_resolution_training_refuses_sample_grids_naming_why() -> None:
+    cfg = compose_config("train", [*TINY, "output_dir=unused", "+experiment=train_sr", "trainer.sample_every_n_steps=2"])
+    with pytest.raises(ConfigError, match="sr.enabled=true with trainer.sample_every_n_steps: a super-resolution model "
+                                          "samples only inside a base model's hires fix"):
+        validate(cfg)
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ independent of batch size and of the number of processes."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -61,13 +62,16 @@ def test_weights_do_not_depend_on_whether_the_domain_clip_was_trained_or_reused(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     """The first run trains the text encoder into an empty cache, the second reuses it; both
-    print the encoder's retrieval accuracy."""
+    print the encoder's retrieval accuracy. The second also samples a grid every 2 steps
+    (``trainer.sample_every_n_steps``) with the frozen encoder whose embedding cache it trains with."""
     clip = ("text_encoder=domain_clip", f"text_encoder.cache_dir={tmp_path / 'clip-cache'}")
+    frames = ("trainer.sample_every_n_steps=2", "sampler.steps=2", "eval.judge.enabled=false")
     reports = []
-    for name in ("trained-clip", "reused-clip"):
-        train(tmp_path / name, *clip)
+    for name, extra in (("trained-clip", ()), ("reused-clip", frames)):
+        train(tmp_path / name, *clip, *extra)
         reports.append([line for line in capsys.readouterr().out.splitlines() if "val image->text retrieval" in line])
     assert len(reports[0]) == 1 and reports[0] == reports[1], reports
+    assert sorted(p.name for p in (tmp_path / "reused-clip" / "samples").iterdir()) == ["step_000002.png", "step_000004.png"]
     for name in ("ema.safetensors", "raw.safetensors"):
         assert (tmp_path / "trained-clip" / "export" / name).read_bytes() == (
             tmp_path / "reused-clip" / "export" / name
@@ -124,9 +128,15 @@ def test_images_are_independent_of_the_number_of_processes(trained: Path, tmp_pa
 
 
 def test_two_process_ddp_training(tmp_path: Path) -> None:
-    """CPU DDP (gloo, ddp_spawn): each rank trains on its half of every epoch; the export is the checkpoint."""
+    """CPU DDP (gloo, ddp_spawn): each rank trains on its half of every epoch; the export is the checkpoint.
+    The sample grids of ``trainer.sample_every_n_steps`` (its callback pickled into the processes)
+    are made by rank 0 alone."""
     out = tmp_path / "run"
-    train(out, "trainer.devices=2", "trainer.strategy=ddp_spawn")
+    train(out, "trainer.devices=2", "trainer.strategy=ddp_spawn", "trainer.sample_every_n_steps=4", "sampler.steps=2",
+          "eval.judge.enabled=false")
+    events = [json.loads(line) for line in (out / "tracking_journal.jsonl").read_text().splitlines()]
+    frames = [Path(e["path"]).name for e in events if e["event"] == "artifact" and e["artifact_path"] == "samples"]
+    assert frames == ["step_000004.png"]  # once: rank 0's
     checkpoint = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 4
     # 64 images over 2 ranks in batches of 16: 2 batches per rank and epoch, so 4 steps end epoch 1.

@@ -34,6 +34,17 @@ def missing_patch_reference(height: int, width: int, resolution: int, native_siz
     return f"no reference at {height}x{width} px: {why}"
 
 
+def train_or_reuse_judge(cfg: DictConfig, datamodule: Any, conditioning: str | Path | None) -> Path:
+    """The judge's folder: ``eval.judge``, a domain CLIP trained on the ``judge`` split of
+    ``datamodule`` (now, or reused from its cache), checked to be independent of the model's
+    ``conditioning`` domain CLIP folder (when it has one)."""
+    print("Judge: domain CLIP on the judge split (trained now, or reused from the cache)...")
+    judge_dir = train_or_reuse_domain_clip(cfg.eval.judge, datamodule, split="judge")
+    if conditioning:
+        check_judge_independence(judge_dir, Path(conditioning))
+    return judge_dir
+
+
 class ScoringContext:
     """Everything scoring needs, resolved before any image is generated (the preflight).
 
@@ -48,13 +59,8 @@ class ScoringContext:
         self.holdout = [dict(entry) for entry in OmegaConf.to_container(holdout)] if holdout else []
         self.datamodule = build_datamodule(data_cfg)
         self.template = template
-        judge_dir = None
-        if cfg.eval.judge.enabled:
-            print("Judge: domain CLIP on the judge split (trained now, or reused from the cache)...")
-            judge_dir = train_or_reuse_domain_clip(cfg.eval.judge, self.datamodule, split="judge")
-            if conditioning:
-                check_judge_independence(judge_dir, Path(conditioning))
-        else:
+        judge_dir = train_or_reuse_judge(cfg, self.datamodule, conditioning) if cfg.eval.judge.enabled else None
+        if judge_dir is None:
             print("Judge off (eval.judge.enabled=false): no judge metrics.")
         self.scorer = Scorer(
             ScoringConfig(
