@@ -122,3 +122,21 @@ def test_the_check_finds_broken_links_and_anchors(tmp_path: Path) -> None:
         "../elsewhere.md: outside the repository",
         "docs/page.md#same-2: no heading #same-2 in docs/page.md",
     ]
+
+
+TEST_REFERENCE = re.compile(r"(test_\w+\.py)::(test_\w+)(\*?)")  # test_x_* names the tests it starts
+
+
+def test_every_cited_test_exists() -> None:
+    """``test_x.py::test_name`` in the docs names a test function of that file (tests get renamed);
+    ``::test_name_*`` at least one whose name starts so."""
+    files = {path.name: path.read_text(encoding="utf-8") for path in (ROOT / "tests").rglob("test_*.py")}
+    cited = [(doc.name, m.group(1), m.group(2) + m.group(3)) for doc in doc_files()
+             for m in TEST_REFERENCE.finditer(doc.read_text(encoding="utf-8"))]
+    assert cited  # the scan sees the docs' references
+
+    def exists(file: str, test: str) -> bool:
+        return file in files and f"def {test.rstrip('*')}{'' if test.endswith('*') else '('}" in files[file]
+
+    missing = [c for c in cited if not exists(c[1], c[2])]
+    assert missing == []
