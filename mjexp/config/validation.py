@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from mjexp.config.domain import build
 from mjexp.config.grid import GRID_KEYS, expand_grid, flatten_grid
 from mjexp.config.schema import DATA_SCHEMAS, ROOT_SCHEMAS, TEXT_SCHEMAS
-from mjexp.data.settings import DATA_SETTINGS
+from mjexp.data.settings import DATA_SETTINGS, caption_noise_problems
 from mjexp.diffusion.schedules import ScheduleSettings
 from mjexp.diffusion.superres import SuperResolution
 from mjexp.diffusion.training_module import DiffusionSettings, OptimSettings, Weights
@@ -80,7 +80,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 # (key, lower bound, upper bound, inclusive lower?) for numeric ranges.
 RANGES: tuple[tuple[str, float, float, bool], ...] = (
-    ("text_encoder.caption_noise", 0.0, 1.0, True),
     ("trainer.max_steps", 1, float("inf"), True),
     ("trainer.progress_every_n_steps", 1, float("inf"), True),
     ("trainer.accumulate_grad_batches", 1, float("inf"), True),
@@ -147,6 +146,9 @@ def _domain_problems(cfg: DictConfig) -> list[str]:
             make()
         except ValueError as error:
             problems.append(str(error))
+    encoder_noise = _get(cfg, "text_encoder.caption_noise")  # the domain CLIP's own train captions
+    if encoder_noise is not None:
+        problems += caption_noise_problems("text_encoder.caption_noise", encoder_noise)
     return problems
 
 

@@ -83,7 +83,7 @@ def test_out_of_range_values_are_named_before_any_work() -> None:
     cfg = compose_config(
         "train",
         [*TINY, "output_dir=unused", "optim.lr=-1", "sampler.name=ddmi", "data.caption_noise=1.5", "sampler.noise=pink",
-         "data.batch_size=0", "schedule.num_train_timesteps=1"],
+         "data.batch_size=0", "schedule.num_train_timesteps=1", "text_encoder.caption_noise=-0.5"],
     )
     with pytest.raises(ConfigError, match=r"sampler\.name='ddmi' is not one of ddpm, ddim") as error:
         validate(cfg)
@@ -91,6 +91,7 @@ def test_out_of_range_values_are_named_before_any_work() -> None:
     assert "data.batch_size=0 is outside [1, inf]" in str(error.value)
     assert "data.caption_noise=1.5 is outside [0.0, 1.0]" in str(error.value)
     assert "schedule.num_train_timesteps must be >= 2, got 1" in str(error.value)
+    assert "text_encoder.caption_noise=-0.5 is outside [0.0, 1.0]" in str(error.value)
     assert "sampler.noise='pink' is not one of independent, brownian" in str(error.value)
 
 
