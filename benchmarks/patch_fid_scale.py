@@ -17,14 +17,15 @@ from typing import Sequence
 
 import torch
 
-from evaluation.quantisation import to_uint8
 from evaluation.patch_fid import PatchAccumulator, patch_fid, patch_moments
+from evaluation.quantisation import to_uint8
+from mjexp.data.settings import ShapesSettings
 from mjexp.data.shapes import ShapesDataModule
 from mjexp.sampling.hires import upscale
 
 
 def rendered(split: str, size: int, n: int | None, two_objects: bool) -> torch.Tensor:
-    dataset = ShapesDataModule(resolution=size, two_objects=two_objects).dataset(split)
+    dataset = ShapesDataModule(ShapesSettings(resolution=size, two_objects=two_objects)).dataset(split)
     count = len(dataset) if n is None else min(n, len(dataset))
     return to_uint8(torch.stack([dataset[i]["image"] for i in range(count)]), split)[0]
 

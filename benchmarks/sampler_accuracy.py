@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 import torch
 
-from mjexp.diffusion.schedules import NoiseSchedule
+from mjexp.diffusion.schedules import NoiseSchedule, ScheduleSettings
 from mjexp.sampling.denoiser import Denoiser
 from mjexp.testing.gaussian_mixture import GaussianMixture, reference_mixture
 from mjexp.testing.probability_flow import denoised, observed_order, ode_states, trajectory_error
@@ -259,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     mixture = reference_mixture()
     schedule = NoiseSchedule(
-        args.schedule, 1000, *BETAS[args.schedule], zero_terminal_snr=args.zero_terminal_snr
+        ScheduleSettings(args.schedule, 1000, *BETAS[args.schedule], zero_terminal_snr=args.zero_terminal_snr)
     )
     denoiser = Denoiser(mixture.network(schedule, args.parameterization), schedule)
     problem = (

@@ -20,7 +20,7 @@ import torch
 
 from benchmarks.harness import Comparison, interleaved, spread, throughput
 from benchmarks.networks import PRESET_RESOLUTION, TEXT_DIM, TEXT_LENGTH, perturbed, preset_spec
-from mjexp.diffusion.schedules import NoiseSchedule
+from mjexp.diffusion.schedules import NoiseSchedule, ScheduleSettings
 from mjexp.diffusion.unet import UNet
 from mjexp.sampling.guidance import Guidance
 from mjexp.sampling.guidance_sampler import GuidanceSampler
@@ -105,7 +105,7 @@ def run_loop_case(
     encoder = TinyTextEncoder(width=TEXT_DIM, max_length=TEXT_LENGTH).eval().to(device)
     unet = perturbed(UNet(preset_spec(case.preset))).eval().to(device)
     ours = GuidanceSampler(
-        unet, encoder, NoiseSchedule("linear", 1000, *BETAS), resolution,
+        unet, encoder, NoiseSchedule(ScheduleSettings("linear", 1000, *BETAS)), resolution,
         SamplerSettings(case.sampler, case.steps, SPACING), Guidance(scale=GUIDANCE_SCALE),
         runtime=Runtime(compile=compile, cuda_graphs=case.cuda_graphs),
     ).to(device)

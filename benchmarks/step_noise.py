@@ -18,7 +18,7 @@ import torch
 
 from benchmarks.harness import interleaved
 from benchmarks.networks import PRESET_RESOLUTION, make_inputs, our_call, preset_spec
-from mjexp.diffusion.schedules import NoiseSchedule
+from mjexp.diffusion.schedules import NoiseSchedule, ScheduleSettings
 from mjexp.diffusion.unet import UNet
 from mjexp.sampling.noise import ItemNoise
 from mjexp.sampling.samplers import SamplerSettings
@@ -32,7 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--presets", default="tiny,small")
     args = parser.parse_args(argv)
     cpu = torch.device("cpu")
-    grid = SamplerSettings("dpmpp_2m_sde", args.steps).grid(NoiseSchedule("linear", 1000, 1e-4, 0.02)).sigmas.tolist()
+    schedule = NoiseSchedule(ScheduleSettings("linear", 1000, 1e-4, 0.02))
+    grid = SamplerSettings("dpmpp_2m_sde", args.steps).grid(schedule).sigmas.tolist()
     print(f"{torch.get_num_threads()} threads; batch {args.batch}; {args.steps}-step grid; ms per item and step (median)")
     print("| preset | item shape | independent noise | brownian noise | CFG network forward |")
     print("|---|---|---|---|---|")

@@ -20,6 +20,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from evaluation.retrieval import RETRIEVAL_THRESHOLD
+from mjexp.data.settings import DATA_SETTINGS
+from mjexp.diffusion.schedules import ScheduleSettings
 from mjexp.diffusion.superres import SuperResolution
 from mjexp.diffusion.training_module import DiffusionSettings, OptimSettings
 from mjexp.diffusion.unet import UNetSpec
@@ -42,7 +44,12 @@ def schema_of(
     for spec in dataclasses.fields(domain):
         if spec.name in exclude:
             continue
-        default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
+        if spec.default is not dataclasses.MISSING:
+            default = spec.default
+        elif spec.default_factory is not dataclasses.MISSING:
+            default = spec.default_factory()
+        else:
+            default = MISSING  # a required field: the config must set it (``???``)
         default = list(default) if isinstance(default, tuple) else default
         make = (lambda value=default: list(value)) if isinstance(default, list) else None
         value = field(default_factory=make) if make else field(default=default)
@@ -68,57 +75,14 @@ def omegaconf_type(hint: Any) -> Any:
 # ---- data ------------------------------------------------------------------------------------
 @dataclass
 class DataConfig:
-    name: str = MISSING
-    resolution: int = 16
-    batch_size: int = 64
-    num_workers: int = 0
-    seed: int = 0
+    name: str = MISSING  # the data set: a key of mjexp.data.settings.DATA_SETTINGS
 
 
-@dataclass
-class ShapesDataConfig(DataConfig):
-    name: str = "shapes"
-    train_size: int = 20000
-    judge_size: int = 10000
-    val_size: int = 256
-    test_size: int = 1000
-    two_objects: bool = False
-    colors: Optional[list[str]] = None  # None: the renderer's default palette
-    shapes: Optional[list[str]] = None
-    with_size: bool = False
-    holdout: list[dict[str, str]] = field(default_factory=list)
-    caption_noise: float = 0.0  # probability that a train caption misnames one attribute
-
-
-@dataclass
-class DigitsDataConfig(DataConfig):
-    name: str = "digits"
-    judge_fraction: float = 0.2
-    val_fraction: float = 0.05
-    test_fraction: float = 0.15
-
-
-@dataclass
-class ImageFolderDataConfig(DataConfig):
-    name: str = "imagefolder"
-    root: str = MISSING
-    resolution: int = 64
-    judge_fraction: float = 0.1
-    val_fraction: float = 0.05
-    test_fraction: float = 0.1
-    caption_column: str = "text"
-    max_pixels: int = 89_478_485  # larger images are refused from their header (decompression bombs)
-    allow_outside_root: bool = False  # metadata rows naming files outside root (absolute, .., symlinks)
-
-
-@dataclass
-class Cifar10DataConfig(DataConfig):
-    name: str = "cifar10"
-    resolution: int = 32
-    root: str = "data/cifar10"
-    download: bool = True
-    judge_fraction: float = 0.2
-    val_fraction: float = 0.02
+# One schema per data set, derived from its settings (mjexp.data.settings), named by ``name``.
+DATA_SCHEMAS = {
+    name: schema_of(settings.__name__.replace("Settings", "DataConfig"), settings, base=DataConfig, name=(str, name))
+    for name, settings in DATA_SETTINGS.items()
+}
 
 
 # ---- text encoders ---------------------------------------------------------------------------
@@ -173,15 +137,7 @@ UNetConfig = schema_of(
 )
 
 
-@dataclass
-class ScheduleConfig:
-    kind: str = "linear"
-    num_train_timesteps: int = 1000
-    beta_start: float = 1e-4
-    beta_end: float = 0.02
-    zero_terminal_snr: bool = False
-    # Multiply SNR by (snr_shift_base_resolution / data.resolution)^2 (simple diffusion); 0 = off.
-    snr_shift_base_resolution: int = 0
+ScheduleConfig = schema_of("ScheduleConfig", ScheduleSettings)
 
 
 # ``enabled``: train a super-resolution model for the hires fix (``hires.upscaler=sr``); the rest is
@@ -349,12 +305,6 @@ class SampleRunConfig:
     hires: HiresConfig = field(default_factory=HiresConfig)
 
 
-DATA_SCHEMAS = {
-    "shapes": ShapesDataConfig,
-    "digits": DigitsDataConfig,
-    "imagefolder": ImageFolderDataConfig,
-    "cifar10": Cifar10DataConfig,
-}
 TEXT_SCHEMAS = {
     "tiny": TinyTextConfig,
     "open_clip": OpenClipTextConfig,

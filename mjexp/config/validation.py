@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from mjexp.config.domain import build
 from mjexp.config.grid import GRID_KEYS, expand_grid, flatten_grid
 from mjexp.config.schema import DATA_SCHEMAS, ROOT_SCHEMAS, TEXT_SCHEMAS
-from mjexp.diffusion.schedules import BetaSchedule
+from mjexp.data.settings import DATA_SETTINGS, caption_noise_problems
+from mjexp.diffusion.schedules import ScheduleSettings
 from mjexp.diffusion.superres import SuperResolution
 from mjexp.diffusion.training_module import DiffusionSettings, OptimSettings, Weights
 from mjexp.sampling.guidance import Guidance
@@ -69,7 +70,6 @@ def unknown_keys(cfg: DictConfig) -> list[str]:
 
 # ---- validation ------------------------------------------------------------------------------
 CHOICES: dict[str, tuple[str, ...]] = {
-    "schedule.kind": get_args(BetaSchedule),
     "trainer.accelerator": ("cpu", "gpu", "cuda", "mps", "auto"),
     "eval.weights": get_args(Weights),
     "weights": get_args(Weights),
@@ -80,16 +80,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
 
 # (key, lower bound, upper bound, inclusive lower?) for numeric ranges.
 RANGES: tuple[tuple[str, float, float, bool], ...] = (
-    ("data.resolution", 1, float("inf"), True),
-    ("data.batch_size", 1, float("inf"), True),
-    ("data.num_workers", 0, float("inf"), True),
-    ("data.caption_noise", 0.0, 1.0, True),
-    ("text_encoder.caption_noise", 0.0, 1.0, True),
     ("trainer.max_steps", 1, float("inf"), True),
     ("trainer.progress_every_n_steps", 1, float("inf"), True),
     ("trainer.sample_every_n_steps", 0, float("inf"), True),
     ("trainer.accumulate_grad_batches", 1, float("inf"), True),
-    ("schedule.num_train_timesteps", 2, float("inf"), True),
     ("eval.samples_per_prompt", 1, float("inf"), True),
     ("eval.batch_size", 1, float("inf"), True),
     ("eval.judge_retrieval_threshold", 0.0, 1.0, True),
@@ -134,6 +128,11 @@ def _domain_problems(cfg: DictConfig) -> list[str]:
     """Each group a domain object describes is built as the run will build it; its own checks
     (``__post_init__``: the one place a range is written) name the key and the allowed values."""
     builders = []
+    data = _get(cfg, "data.name")
+    if data in DATA_SETTINGS:
+        builders.append(lambda: build(DATA_SETTINGS[data], cfg.data))
+    if _get(cfg, "schedule") is not None:
+        builders.append(lambda: build(ScheduleSettings, cfg.schedule))
     if _get(cfg, "sampler") is not None:
         builders += [lambda: build(SamplerSettings, cfg.sampler), lambda: build(Guidance, cfg.guidance),
                      lambda: build(HiresSettings, cfg.hires)]
@@ -148,6 +147,9 @@ def _domain_problems(cfg: DictConfig) -> list[str]:
             make()
         except ValueError as error:
             problems.append(str(error))
+    encoder_noise = _get(cfg, "text_encoder.caption_noise")  # the domain CLIP's own train captions
+    if encoder_noise is not None:
+        problems += caption_noise_problems("text_encoder.caption_noise", encoder_noise)
     return problems
 
 

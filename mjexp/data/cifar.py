@@ -19,7 +19,8 @@ from torchvision.datasets.utils import check_integrity
 from mjexp.data.captions import CaptionSchema
 from mjexp.data.datamodule import CaptionedImageDataModule, TensorCaptionDataset
 from mjexp.data.images import resize_square
-from mjexp.data.splits import permutation_split, split_fractions
+from mjexp.data.settings import Cifar10Settings
+from mjexp.data.splits import permutation_split
 
 CIFAR_SIZE = 32  # px, the dataset's images
 
@@ -64,24 +65,15 @@ class CIFAR10DataModule(CaptionedImageDataModule):
 
     schema = CIFAR10_SCHEMA
 
-    def __init__(
-        self,
-        root: str = "data/cifar10",
-        resolution: int = 32,
-        seed: int = 0,
-        judge_fraction: float = 0.2,
-        val_fraction: float = 0.02,
-        download: bool = True,
-        batch_size: int = 64,
-        num_workers: int = 0,
-    ) -> None:
-        super().__init__(resolution, batch_size, num_workers, seed)
-        self.root, self.download = Path(root), download
-        self.fractions = split_fractions(judge_fraction, val_fraction, 0.0)  # test: the official test set
+    settings: Cifar10Settings
+
+    def __init__(self, settings: Cifar10Settings = Cifar10Settings()) -> None:
+        super().__init__(settings)
+        self.root, self.fractions = Path(settings.root), settings.fractions  # test: the official test set
 
     def prepare_data(self) -> None:
         """Download once (Lightning calls this on one process only)."""
-        if self.download:
+        if self.settings.download:
             cifar10_arrays(self.root, train=False, download=True)
 
     def native_size(self, split: str) -> float:
@@ -89,7 +81,7 @@ class CIFAR10DataModule(CaptionedImageDataModule):
         return CIFAR_SIZE
 
     def build(self, split: str) -> TensorCaptionDataset:
-        images, labels = cifar10_arrays(self.root, train=split != "test", download=self.download)
+        images, labels = cifar10_arrays(self.root, train=split != "test", download=self.settings.download)
         if split != "test":
             rows = torch.from_numpy(permutation_split(len(images), self.fractions, self.seed, split))
             images, labels = images[rows], labels[rows.numpy()]

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from mjexp.data.captions import CaptionSchema
 from mjexp.data.images import to_model_range
 from mjexp.data.resumable import ResumableLoader, ResumableSampler
+from mjexp.data.settings import DataSettings
 from mjexp.data.splits import check_split
 
 Sample = dict[str, Any]  # {"image": (3, H, W) float, "text": str, optional "attrs": {name: value}}
@@ -88,21 +89,34 @@ class TensorCaptionDataset(CaptionedDataset):
 
 
 class CaptionedImageDataModule(L.LightningDataModule):
-    """Base DataModule: subclasses implement :meth:`build` (one split) and set ``schema``.
+    """Base DataModule: subclasses implement :meth:`build` (one split) and set ``schema``; each
+    takes its :mod:`mjexp.data.settings` (checked when they are made).
 
     ``dataset(split)`` serves any split, including ``judge``, which Lightning has no hook for.
     """
 
     schema: CaptionSchema | None = None  # attribute vocabulary + caption template, when known
 
-    def __init__(self, resolution: int, batch_size: int, num_workers: int, seed: int) -> None:
+    def __init__(self, settings: DataSettings) -> None:
         super().__init__()
-        limits = {"resolution": (resolution, 1), "batch_size": (batch_size, 1), "num_workers": (num_workers, 0)}
-        for name, (value, low) in limits.items():
-            if value < low:
-                raise ValueError(f"{name}={value} must be >= {low}")
-        self.resolution, self.batch_size, self.num_workers, self.seed = resolution, batch_size, num_workers, seed
+        self.settings = settings
         self._datasets: dict[str, CaptionedDataset] = {}
+
+    @property
+    def resolution(self) -> int:
+        return self.settings.resolution
+
+    @property
+    def batch_size(self) -> int:
+        return self.settings.batch_size
+
+    @property
+    def num_workers(self) -> int:
+        return self.settings.num_workers
+
+    @property
+    def seed(self) -> int:
+        return self.settings.seed
 
     def build(self, split: str) -> CaptionedDataset:  # pragma: no cover - abstract
         raise NotImplementedError

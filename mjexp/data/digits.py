@@ -14,7 +14,8 @@ from sklearn.datasets import load_digits
 from mjexp.data.captions import CaptionSchema
 from mjexp.data.datamodule import CaptionedImageDataModule, TensorCaptionDataset
 from mjexp.data.images import resize_square
-from mjexp.data.splits import permutation_split, split_fractions
+from mjexp.data.settings import DigitsSettings
+from mjexp.data.splits import permutation_split
 
 DIGIT_WORDS: tuple[str, ...] = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 DIGITS_SCHEMA = CaptionSchema("a handwritten digit {digit}", {"digit": DIGIT_WORDS})
@@ -33,18 +34,11 @@ class DigitsDataModule(CaptionedImageDataModule):
 
     schema = DIGITS_SCHEMA
 
-    def __init__(
-        self,
-        resolution: int = 16,
-        seed: int = 0,
-        judge_fraction: float = 0.2,
-        val_fraction: float = 0.05,
-        test_fraction: float = 0.15,
-        batch_size: int = 64,
-        num_workers: int = 0,
-    ) -> None:
-        super().__init__(resolution, batch_size, num_workers, seed)
-        self.fractions = split_fractions(judge_fraction, val_fraction, test_fraction)
+    settings: DigitsSettings
+
+    def __init__(self, settings: DigitsSettings = DigitsSettings()) -> None:
+        super().__init__(settings)
+        self.fractions = settings.fractions
 
     def build(self, split: str) -> TensorCaptionDataset:
         images, labels = digit_images(self.resolution)

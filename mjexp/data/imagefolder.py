@@ -33,8 +33,9 @@ import torch
 from PIL import Image
 
 from mjexp.data.datamodule import CaptionedImageDataModule, TensorCaptionDataset
-from mjexp.data.pil_images import PIL_MAX_PIXELS, UnusableImage, load_rgb
-from mjexp.data.splits import hash_split, split_fractions
+from mjexp.data.pil_images import UnusableImage, load_rgb
+from mjexp.data.settings import ImageFolderSettings
+from mjexp.data.splits import hash_split
 
 METADATA_FILES: tuple[str, ...] = ("metadata.jsonl", "metadata.csv")
 
@@ -164,26 +165,13 @@ def _unlisted_images(root: Path, listed: set[str]) -> list[str]:
 
 
 class ImageFolderDataModule(CaptionedImageDataModule):
-    """Captioned images from ``root``; ``max_pixels`` refuses larger images from their header."""
+    """Captioned images from ``settings.root``; ``max_pixels`` refuses larger images from their header."""
 
-    def __init__(
-        self,
-        root: str,
-        resolution: int = 64,
-        seed: int = 0,
-        judge_fraction: float = 0.1,
-        val_fraction: float = 0.05,
-        test_fraction: float = 0.1,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        caption_column: str = "text",
-        max_pixels: int = PIL_MAX_PIXELS,
-        allow_outside_root: bool = False,
-    ) -> None:
-        super().__init__(resolution, batch_size, num_workers, seed)
-        self.root, self.caption_column, self.max_pixels = Path(root), caption_column, max_pixels
-        self.allow_outside_root = allow_outside_root
-        self.fractions = split_fractions(judge_fraction, val_fraction, test_fraction)
+    settings: ImageFolderSettings
+
+    def __init__(self, settings: ImageFolderSettings) -> None:
+        super().__init__(settings)
+        self.root, self.fractions = Path(settings.root), settings.fractions
         self._loaded: tuple[torch.Tensor, list[MetadataRow]] | None = None
         self._shorter_sides: np.ndarray | None = None  # per loaded row, of its file
 
@@ -191,11 +179,13 @@ class ImageFolderDataModule(CaptionedImageDataModule):
         """Decode every usable row once: uint8 images (N, 3, R, R) and their rows; warns once."""
         if self._loaded is None:
             skipped = SkipLog()
-            candidates, listed = read_metadata(self.root, self.caption_column, skipped, self.allow_outside_root)
+            candidates, listed = read_metadata(
+                self.root, self.settings.caption_column, skipped, self.settings.allow_outside_root
+            )
             images, rows, sides = [], [], []
             for row in candidates:
                 try:
-                    loaded = load_rgb(self.root / row.file_name, self.resolution, self.max_pixels)
+                    loaded = load_rgb(self.root / row.file_name, self.resolution, self.settings.max_pixels)
                     images.append(loaded.pixels)
                     sides.append(loaded.shorter_side)
                     rows.append(row)
@@ -231,7 +221,7 @@ class ImageFolderDataModule(CaptionedImageDataModule):
             "split": split,
             "resolution": self.resolution,
             "fractions": self.fractions,
-            "caption_column": self.caption_column,
+            "caption_column": self.settings.caption_column,
         }
         texts = [rows[i].text for i in index]
         return TensorCaptionDataset(images[torch.from_numpy(index)], texts, {}, fingerprint)

@@ -35,6 +35,7 @@ import torch
 from mjexp.data.captions import CaptionSchema
 from mjexp.data.datamodule import CaptionedDataset, CaptionedImageDataModule, Sample
 from mjexp.data.images import to_model_range
+from mjexp.data.settings import ShapesSettings, caption_noise_problems
 from mjexp.data.splits import check_split
 from shapes_world.layout import (
     BACKGROUND,
@@ -214,8 +215,10 @@ def sample_scenes(
 
 
 def check_caption_noise(rate: float) -> float:
-    if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"caption_noise={rate} must be a probability in [0, 1]")
+    """``rate`` as a float; raises when it is no probability."""
+    problems = caption_noise_problems("caption_noise", rate)
+    if problems:
+        raise ValueError(problems[0])
     return float(rate)
 
 
@@ -259,7 +262,7 @@ class ShapesDataset(CaptionedDataset):
         self,
         split: str,
         size: int,
-        resolution: int = 16,
+        resolution: int = ShapesSettings.resolution,
         seed: int = 0,
         spec: ShapesSpec = ShapesSpec(),
         exclude: Sequence[Mapping[str, str]] = (),
@@ -323,50 +326,35 @@ class ShapesDataModule(CaptionedImageDataModule):
 
     ``colors`` / ``shapes`` pick from the renderer's palette and shapes (None: the defaults);
     ``holdout`` entries are {attribute: value} over color/shape/position/size, e.g.
-    ``[{"color": "red", "shape": "circle"}]`` (``DEFAULT_HOLDOUT`` is the versioned default).
+    ``({"color": "red", "shape": "circle"},)`` (``DEFAULT_HOLDOUT`` is the versioned default).
     ``caption_noise`` is the probability that a ``train`` caption misnames one attribute (module
     docstring).
     """
+
+    settings: ShapesSettings
 
     def native_size(self, split: str) -> float:
         """Rendered, not resized: any size."""
         return math.inf
 
-    def __init__(
-        self,
-        resolution: int = 16,
-        seed: int = 0,
-        train_size: int = 20000,
-        judge_size: int = 10000,
-        val_size: int = 256,
-        test_size: int = 1000,
-        batch_size: int = 64,
-        num_workers: int = 0,
-        two_objects: bool = False,
-        colors: Sequence[str] | None = None,
-        shapes: Sequence[str] | None = None,
-        with_size: bool = False,
-        holdout: Sequence[Mapping[str, str]] | None = None,
-        caption_noise: float = 0.0,
-    ) -> None:
-        super().__init__(resolution, batch_size, num_workers, seed)
-        self.caption_noise = check_caption_noise(caption_noise)
-        self.sizes = {"train": train_size, "judge": judge_size, "val": val_size, "test": test_size}
+    def __init__(self, settings: ShapesSettings = ShapesSettings()) -> None:
+        super().__init__(settings)
         self.spec = ShapesSpec(
-            DEFAULT_COLORS if colors is None else tuple(colors),
-            DEFAULT_SHAPES if shapes is None else tuple(shapes),
-            two_objects,
-            with_size,
+            DEFAULT_COLORS if settings.colors is None else settings.colors,
+            DEFAULT_SHAPES if settings.shapes is None else settings.shapes,
+            settings.two_objects,
+            settings.with_size,
         )
         self.schema = self.spec.schema()
-        self.holdout = self.spec.check_holdout(holdout or ())
+        self.holdout = self.spec.check_holdout(settings.holdout)
         self.spec.object_table(self.holdout)  # fail now if the holdout empties a position
 
     def build(self, split: str) -> ShapesDataset:
+        size = getattr(self.settings, f"{check_split(split)}_size")
         if split != "train":  # held-out scenes and true captions everywhere but train
-            return ShapesDataset(split, self.sizes[split], self.resolution, self.seed, self.spec)
+            return ShapesDataset(split, size, self.resolution, self.seed, self.spec)
         return ShapesDataset(
-            split, self.sizes[split], self.resolution, self.seed, self.spec, self.holdout, self.caption_noise
+            split, size, self.resolution, self.seed, self.spec, self.holdout, self.settings.caption_noise
         )
 
     def heldout_prompts(self) -> list[dict[str, Any]]:

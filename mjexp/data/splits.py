@@ -24,15 +24,20 @@ def check_split(split: str) -> str:
     return split
 
 
-def split_fractions(judge_fraction: float, val_fraction: float, test_fraction: float) -> dict[str, float]:
-    """Fractions per split; ``train`` gets the rest, which must be positive."""
+def split_fractions(
+    judge_fraction: float, val_fraction: float, test_fraction: float, key_prefix: str = ""
+) -> dict[str, float]:
+    """Fractions per split; ``train`` gets the rest, which must be positive. Errors name
+    ``<key_prefix><split>_fraction`` (the config key)."""
     held = {"judge": judge_fraction, "val": val_fraction, "test": test_fraction}
     for name, fraction in held.items():
         if not 0.0 <= fraction < 1.0:
-            raise ValueError(f"{name}_fraction={fraction} must be in [0, 1)")
+            raise ValueError(f"{key_prefix}{name}_fraction={fraction} must be in [0, 1)")
     train = 1.0 - sum(held.values())
     if train <= 0.0:
-        raise ValueError(f"judge/val/test fractions {held} leave no images for train; their sum must be < 1")
+        raise ValueError(
+            f"{key_prefix}judge/val/test fractions {held} leave no images for train; their sum must be < 1"
+        )
     return {"train": train, **held}
 
 

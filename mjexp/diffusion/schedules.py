@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
@@ -94,47 +94,91 @@ class SamplingSigmas:
         return len(self.timesteps)
 
 
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """What defines a noise schedule (the config's ``schedule`` group is derived from these fields).
+
+    ``beta_start``/``beta_end`` bound the betas of every kind but ``cosine``; ``zero_terminal_snr``
+    rescales the last step to SNR 0 (:func:`rescale_zero_terminal_snr`);
+    ``snr_shift_base_resolution``: multiply SNR by ``(base / data resolution)^2``
+    (:func:`shift_snr`, simple diffusion), 0 = off.
+    """
+
+    kind: BetaSchedule = "linear"
+    num_train_timesteps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    zero_terminal_snr: bool = False
+    snr_shift_base_resolution: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []  # all of them at once: a config check lists every problem
+        if self.kind not in get_args(BetaSchedule):
+            problems.append(f"schedule.kind={self.kind!r} is not one of {', '.join(get_args(BetaSchedule))}")
+        if self.num_train_timesteps < 2:
+            problems.append(f"schedule.num_train_timesteps must be >= 2, got {self.num_train_timesteps}")
+        if not 0 < self.beta_start < self.beta_end < 1:
+            problems.append(
+                f"schedule.beta_start={self.beta_start} and schedule.beta_end={self.beta_end} "
+                "need 0 < beta_start < beta_end < 1"
+            )
+        if self.snr_shift_base_resolution < 0:
+            problems.append(
+                f"schedule.snr_shift_base_resolution must be >= 0 (0: no shift), got {self.snr_shift_base_resolution}"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def snr_shift(self, resolution: int | None) -> float:
+        """The factor SNR is multiplied by for data of ``resolution`` px (1 without a base resolution)."""
+        if not self.snr_shift_base_resolution:
+            return 1.0
+        if resolution is None or resolution < 1:
+            raise ValueError(
+                f"schedule.snr_shift_base_resolution={self.snr_shift_base_resolution} needs the data's "
+                f"resolution, got {resolution}"
+            )
+        return (self.snr_shift_base_resolution / resolution) ** 2
+
+
 class NoiseSchedule:
     """A discrete VP schedule with its continuous sigma view.
 
-    Build with :meth:`from_config`-style keyword arguments; every sampler and the training loss
-    read the same instance so that their definitions of "timestep t" cannot drift apart.
+    Built from :class:`ScheduleSettings` (and the data's ``resolution`` where the SNR shift needs
+    it); every sampler and the training loss read the same instance so that their definitions of
+    "timestep t" cannot drift apart.
     """
 
-    def __init__(
-        self,
-        kind: BetaSchedule = "linear",
-        num_train_timesteps: int = 1000,
-        beta_start: float = 1e-4,
-        beta_end: float = 0.02,
-        zero_terminal_snr: bool = False,
-        snr_shift: float = 1.0,
-    ) -> None:
-        if num_train_timesteps < 2:
-            raise ValueError(f"num_train_timesteps must be >= 2, got {num_train_timesteps}")
-        if not 0 < beta_start < beta_end < 1:
-            raise ValueError(f"need 0 < beta_start < beta_end < 1, got {beta_start}, {beta_end}")
-        if snr_shift <= 0:
-            raise ValueError(f"snr_shift must be > 0, got {snr_shift}")
+    def __init__(self, settings: ScheduleSettings = ScheduleSettings(), resolution: int | None = None) -> None:
+        self.settings = settings
+        steps, start, end = settings.num_train_timesteps, settings.beta_start, settings.beta_end
         builders = {
-            "linear": lambda: betas_linear(num_train_timesteps, beta_start, beta_end),
-            "scaled_linear": lambda: betas_scaled_linear(num_train_timesteps, beta_start, beta_end),
-            "cosine": lambda: betas_cosine(num_train_timesteps),
-            "sigmoid": lambda: betas_sigmoid(num_train_timesteps, beta_start, beta_end),
+            "linear": lambda: betas_linear(steps, start, end),
+            "scaled_linear": lambda: betas_scaled_linear(steps, start, end),
+            "cosine": lambda: betas_cosine(steps),
+            "sigmoid": lambda: betas_sigmoid(steps, start, end),
         }
-        if kind not in builders:
-            raise ValueError(f"unknown schedule {kind!r}; choose one of {sorted(builders)}")
-        self.kind = kind
-        self.num_train_timesteps = num_train_timesteps
-        self.zero_terminal_snr = zero_terminal_snr
-        alphas_cumprod = torch.cumprod(1 - builders[kind](), dim=0)
-        if snr_shift != 1.0:
-            alphas_cumprod = shift_snr(alphas_cumprod, snr_shift)
-        if zero_terminal_snr:
+        alphas_cumprod = torch.cumprod(1 - builders[settings.kind](), dim=0)
+        shift = settings.snr_shift(resolution)
+        if shift != 1.0:
+            alphas_cumprod = shift_snr(alphas_cumprod, shift)
+        if settings.zero_terminal_snr:
             alphas_cumprod = rescale_zero_terminal_snr(alphas_cumprod)
         self.alphas_cumprod = alphas_cumprod
         self.sigmas = ((1 - alphas_cumprod) / alphas_cumprod).sqrt()  # inf where a == 0
         self._log_sigmas = self.sigmas.log()
+
+    @property
+    def kind(self) -> BetaSchedule:
+        return self.settings.kind
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return self.settings.num_train_timesteps
+
+    @property
+    def zero_terminal_snr(self) -> bool:
+        return self.settings.zero_terminal_snr
 
     # ---- per-timestep quantities -------------------------------------------------------------
     @property

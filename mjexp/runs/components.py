@@ -14,7 +14,8 @@ from typing import Any, Callable, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from mjexp.config.domain import build
-from mjexp.diffusion.schedules import NoiseSchedule
+from mjexp.data.settings import DATA_SETTINGS
+from mjexp.diffusion.schedules import NoiseSchedule, ScheduleSettings
 from mjexp.diffusion.superres import SuperResolution
 from mjexp.diffusion.unet import UNet, UNetSpec
 from mjexp.text.base import TextEncoder
@@ -67,12 +68,11 @@ def check_loaded_config(config: Mapping[str, Any], source: str) -> None:
 
 
 def build_datamodule(data_cfg: Any) -> Any:
-    """The LightningDataModule named by ``data.name``."""
-    kwargs = _plain(data_cfg)
-    name = kwargs.pop("name")
+    """The LightningDataModule named by ``data.name``, with the settings of the rest of ``data_cfg``."""
+    name = _plain(data_cfg)["name"]
     if name not in DATA_MODULES:
         raise ValueError(f"unknown data {name!r}; choose one of {sorted(DATA_MODULES)}")
-    return _load(DATA_MODULES[name])(**kwargs)
+    return _load(DATA_MODULES[name])(build(DATA_SETTINGS[name], data_cfg))
 
 
 def domain_clip_settings(text_cfg: Any) -> Any:
@@ -143,11 +143,8 @@ def build_text_encoder(text_cfg: Any, domain_clip_path: str | Path | None = None
 
 
 def build_schedule(schedule_cfg: Any, resolution: int) -> NoiseSchedule:
-    """The noise schedule, with the resolution-dependent SNR shift applied when configured."""
-    kwargs = _plain(schedule_cfg)
-    base = kwargs.pop("snr_shift_base_resolution", 0)
-    shift = (base / resolution) ** 2 if base else 1.0
-    return NoiseSchedule(snr_shift=shift, **kwargs)
+    """The noise schedule of a ``schedule`` config for data of ``resolution`` px (its SNR shift depends on it)."""
+    return NoiseSchedule(build(ScheduleSettings, schedule_cfg), resolution)
 
 
 def build_super_resolution(config: Mapping[str, Any]) -> SuperResolution | None:

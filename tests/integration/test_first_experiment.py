@@ -12,13 +12,15 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from cli_helpers import run_cli
+from mjexp.data.settings import ShapesSettings
 from mjexp.data.shapes import ShapesDataModule
 
 
 def write_folder(root: Path, n: int = 300) -> Path:
     """``n`` captioned 16 px images in the imagefolder layout, rendered by the shapes renderer."""
     (root / "images").mkdir(parents=True)
-    split = ShapesDataModule(resolution=16, train_size=n, judge_size=1, val_size=1, test_size=1).dataset("train")
+    settings = ShapesSettings(resolution=16, train_size=n, judge_size=1, val_size=1, test_size=1)
+    split = ShapesDataModule(settings).dataset("train")
     rows = []
     for i in range(n):
         item = split[i]

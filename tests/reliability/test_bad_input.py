@@ -23,6 +23,7 @@ from evaluation.grids import LINE, MIN_CELL, PADDING
 from mjexp.runs.components import build_datamodule
 from mjexp.config import ConfigError, register_configs, validate
 from mjexp.data.imagefolder import ImageFolderWarning
+from mjexp.data.settings import ShapesSettings
 from mjexp.data.shapes import ShapesDataModule
 from mjexp.runs.sample_run import GRID_PROMPTS, write_grid
 from mjexp.text.tiny import TinyTextEncoder
@@ -82,12 +83,16 @@ def test_out_of_range_values_are_named_before_any_work() -> None:
     cfg = compose_config(
         "train",
         [*TINY, "output_dir=unused", "optim.lr=-1", "sampler.name=ddmi", "data.caption_noise=1.5", "sampler.noise=pink",
+         "data.batch_size=0", "schedule.num_train_timesteps=1", "text_encoder.caption_noise=-0.5",
          "trainer.sample_every_n_steps=-1"],
     )
     with pytest.raises(ConfigError, match=r"sampler\.name='ddmi' is not one of ddpm, ddim") as error:
         validate(cfg)
     assert "optim.lr must be > 0, got -1.0" in str(error.value)
+    assert "data.batch_size=0 is outside [1, inf]" in str(error.value)
     assert "data.caption_noise=1.5 is outside [0.0, 1.0]" in str(error.value)
+    assert "schedule.num_train_timesteps must be >= 2, got 1" in str(error.value)
+    assert "text_encoder.caption_noise=-0.5 is outside [0.0, 1.0]" in str(error.value)
     assert "sampler.noise='pink' is not one of independent, brownian" in str(error.value)
     assert "trainer.sample_every_n_steps=-1 is outside [0, inf]" in str(error.value)
 
@@ -113,7 +118,7 @@ def test_empty_eval_grid_is_an_error(override: str, message: str) -> None:
 
 
 def test_dataset_smaller_than_one_batch_trains_on_the_whole_split() -> None:
-    data = ShapesDataModule(train_size=8, batch_size=16, val_size=4, test_size=4, judge_size=4)
+    data = ShapesDataModule(ShapesSettings(train_size=8, batch_size=16, val_size=4, test_size=4, judge_size=4))
     assert [len(batch["text"]) for batch in data.train_dataloader()] == [8]
 
 

@@ -9,7 +9,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from mjexp.diffusion.schedules import NoiseSchedule
+from mjexp.diffusion.schedules import NoiseSchedule, ScheduleSettings
 from mjexp.sampling.samplers import DEFAULT_ETA, SAMPLERS, SamplerSettings
 
 FAST = settings(max_examples=40, deadline=None)
@@ -18,14 +18,15 @@ FAST = settings(max_examples=40, deadline=None)
 @st.composite
 def schedules(draw: st.DrawFn, zero_terminal_snr: bool | None = None) -> NoiseSchedule:
     beta_start = draw(st.floats(1e-5, 1e-2))
-    return NoiseSchedule(
+    settings = ScheduleSettings(
         kind=draw(st.sampled_from(["linear", "scaled_linear", "cosine", "sigmoid"])),
         num_train_timesteps=draw(st.integers(2, 2000)),
         beta_start=beta_start,
         beta_end=draw(st.floats(beta_start * 1.01, 0.05)),
         zero_terminal_snr=draw(st.booleans()) if zero_terminal_snr is None else zero_terminal_snr,
-        snr_shift=draw(st.floats(0.1, 10.0)),
+        snr_shift_base_resolution=draw(st.just(0) | st.integers(6, 50)),  # at 16 px: SNR x 0.14 .. 9.8
     )
+    return NoiseSchedule(settings, resolution=16)
 
 
 @FAST

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from mjexp.diffusion import random_state
+from mjexp.data.settings import ShapesSettings
 from mjexp.data.shapes import ShapesDataModule
+from mjexp.diffusion import random_state
 
 
 def weights_only_round_trip(obj: object) -> object:
@@ -26,7 +27,7 @@ def texts(batches: list[dict]) -> list[list[str]]:
 
 
 def shapes() -> ShapesDataModule:
-    return ShapesDataModule(train_size=40, val_size=4, test_size=4, judge_size=4, batch_size=8, seed=3)
+    return ShapesDataModule(ShapesSettings(train_size=40, val_size=4, test_size=4, judge_size=4, batch_size=8, seed=3))
 
 
 def test_train_loader_resumes_mid_epoch_with_the_same_order() -> None:

@@ -8,7 +8,14 @@ import math
 import numpy as np
 import pytest
 
-from mjexp.data.shapes import NOISY_ATTRIBUTES, ShapesDataModule, ShapesDataset, ShapesSpec, caption_attributes
+from mjexp.data.settings import ShapesSettings
+from mjexp.data.shapes import (
+    NOISY_ATTRIBUTES,
+    ShapesDataModule,
+    ShapesDataset,
+    ShapesSpec,
+    caption_attributes,
+)
 
 N = 4000
 
@@ -53,8 +60,9 @@ def test_images_do_not_change_and_captions_do_not_depend_on_batching() -> None:
 
 
 def test_only_train_captions_are_noisy_and_the_fingerprint_says_so() -> None:
-    module = ShapesDataModule(train_size=300, judge_size=300, test_size=300, val_size=300, caption_noise=0.5)
-    clean = ShapesDataModule(train_size=300, judge_size=300, test_size=300, val_size=300)
+    sizes = {"train_size": 300, "judge_size": 300, "test_size": 300, "val_size": 300}
+    module = ShapesDataModule(ShapesSettings(**sizes, caption_noise=0.5))
+    clean = ShapesDataModule(ShapesSettings(**sizes))
     for split in ("judge", "val", "test"):
         samples = module.dataset(split).__getitems__(list(range(300)))
         assert all(s["text"] == module.schema.caption(s["attrs"]) for s in samples), split

@@ -14,6 +14,7 @@ import pytest
 import torchvision.datasets.cifar as tv_cifar
 
 from mjexp.data.cifar import CIFAR10_CLASSES, CIFAR10DataModule
+from mjexp.data.settings import Cifar10Settings
 from mjexp.data.splits import SPLITS
 
 BATCHES = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]
@@ -36,7 +37,7 @@ def _fake_cifar(root: Path, per_batch: int = 20) -> None:
 
 
 def test_offline_without_files_names_the_files_the_folder_and_the_archive(tmp_path: Path) -> None:
-    module = CIFAR10DataModule(root=str(tmp_path), download=False)
+    module = CIFAR10DataModule(Cifar10Settings(root=str(tmp_path), download=False))
     with pytest.raises(FileNotFoundError) as info:
         module.dataset("train")
     message = str(info.value)
@@ -53,21 +54,21 @@ def test_a_failed_download_gives_the_same_instructions(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(tv_cifar, "download_and_extract_archive", offline)
     with pytest.raises(FileNotFoundError, match=r"download failed: <urlopen error no network>.*md5 c58f30"):
-        CIFAR10DataModule(root=str(tmp_path), download=True).prepare_data()
+        CIFAR10DataModule(Cifar10Settings(root=str(tmp_path), download=True)).prepare_data()
 
 
 def test_corrupt_files_are_named(tmp_path: Path) -> None:
     _fake_cifar(tmp_path)  # real md5 sums: every fake file fails them
     with pytest.raises(RuntimeError, match=r"files \['batches.meta', 'data_batch_1'.*fail their md5 check"):
-        CIFAR10DataModule(root=str(tmp_path), download=False).dataset("test")
+        CIFAR10DataModule(Cifar10Settings(root=str(tmp_path), download=False)).dataset("test")
 
 
 def test_fake_cifar_loads_into_the_batch_contract(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_cifar(tmp_path)
     # our fake files cannot match the real md5 sums; accept any existing file instead
     monkeypatch.setattr(tv_cifar, "check_integrity", lambda path, md5=None: Path(path).is_file())
-    module = CIFAR10DataModule(root=str(tmp_path), resolution=16, download=False, batch_size=4,
-                               judge_fraction=0.2, val_fraction=0.1)  # fmt: skip
+    module = CIFAR10DataModule(Cifar10Settings(root=str(tmp_path), resolution=16, download=False, batch_size=4,
+                               judge_fraction=0.2, val_fraction=0.1))  # fmt: skip
     sizes = {split: len(module.dataset(split)) for split in SPLITS}
     assert sizes == {"train": 70, "judge": 20, "val": 10, "test": 20}
     test = module.dataset("test")

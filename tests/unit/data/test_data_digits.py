@@ -7,11 +7,12 @@ import torch
 from sklearn.datasets import load_digits
 
 from mjexp.data.digits import DIGIT_WORDS, DigitsDataModule
+from mjexp.data.settings import DigitsSettings
 from mjexp.data.splits import SPLITS
 
 
 def test_splits_partition_all_digits_with_the_requested_fractions() -> None:
-    module = DigitsDataModule(judge_fraction=0.2, val_fraction=0.1, test_fraction=0.1)
+    module = DigitsDataModule(DigitsSettings(judge_fraction=0.2, val_fraction=0.1, test_fraction=0.1))
     sizes = {split: len(module.dataset(split)) for split in SPLITS}
     assert sum(sizes.values()) == 1797
     assert abs(sizes["judge"] - 0.2 * 1797) <= 1 and abs(sizes["test"] - 0.1 * 1797) <= 1
@@ -20,7 +21,7 @@ def test_splits_partition_all_digits_with_the_requested_fractions() -> None:
 
 
 def test_images_captions_and_attributes() -> None:
-    module = DigitsDataModule(resolution=8, test_fraction=0.1)
+    module = DigitsDataModule(DigitsSettings(resolution=8, test_fraction=0.1))
     dataset = module.dataset("test")
     sample = dataset[0]
     assert sample["image"].shape == (3, 8, 8) and sample["text"] == f"a handwritten digit {sample['attrs']['digit']}"
@@ -35,6 +36,6 @@ def test_images_captions_and_attributes() -> None:
 
 
 def test_upsampled_digits_keep_their_ink() -> None:
-    low = DigitsDataModule(resolution=8).dataset("val").images.float().mean((1, 2, 3))
-    high = DigitsDataModule(resolution=32).dataset("val").images.float().mean((1, 2, 3))
+    low = DigitsDataModule(DigitsSettings(resolution=8)).dataset("val").images.float().mean((1, 2, 3))
+    high = DigitsDataModule(DigitsSettings(resolution=32)).dataset("val").images.float().mean((1, 2, 3))
     assert high.shape == low.shape and torch.allclose(high, low, atol=6)

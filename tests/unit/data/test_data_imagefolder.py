@@ -15,6 +15,7 @@ from PIL import Image
 
 from mjexp.data.imagefolder import ImageFolderDataModule, ImageFolderWarning
 from mjexp.data.pil_images import load_rgb
+from mjexp.data.settings import ImageFolderSettings
 from mjexp.data.splits import SPLITS
 
 RED = (200, 30, 30)
@@ -40,8 +41,9 @@ def _folder(tmp_path: Path, rows: list[dict], good: int = 4) -> Path:
 
 
 def _module(root: Path, **kwargs) -> ImageFolderDataModule:
-    return ImageFolderDataModule(str(root), **{"resolution": 8, "batch_size": 2, "judge_fraction": 0.0,
-                                               "val_fraction": 0.0, "test_fraction": 0.0, **kwargs})  # fmt: skip
+    return ImageFolderDataModule(ImageFolderSettings(root=str(root), **{
+        "resolution": 8, "batch_size": 2, "judge_fraction": 0.0, "val_fraction": 0.0, "test_fraction": 0.0, **kwargs,
+    }))  # fmt: skip
 
 
 def _load_with_one_warning(module: ImageFolderDataModule) -> str:

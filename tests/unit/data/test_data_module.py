@@ -5,19 +5,23 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mjexp.data.digits import DigitsDataModule
 from mjexp.data.datamodule import collate, fitted_batch_size
+from mjexp.data.digits import DigitsDataModule
+from mjexp.data.settings import DigitsSettings, ShapesSettings
 from mjexp.data.shapes import ShapesDataModule
 
 
 def _small_shapes(**kwargs) -> ShapesDataModule:
     sizes = {"train_size": 40, "judge_size": 10, "val_size": 7, "test_size": 9}
-    return ShapesDataModule(**{**sizes, "batch_size": 8, **kwargs})
+    return ShapesDataModule(ShapesSettings(**{**sizes, "batch_size": 8, **kwargs}))
 
 
 @pytest.mark.parametrize(
     "module",
-    [_small_shapes(), _small_shapes(two_objects=True, resolution=24), DigitsDataModule(batch_size=8, resolution=20)],
+    [
+        _small_shapes(), _small_shapes(two_objects=True, resolution=24),
+        DigitsDataModule(DigitsSettings(batch_size=8, resolution=20)),
+    ],
     ids=["shapes", "shapes-two-objects", "digits"],
 )
 def test_batches_keep_the_contract(module) -> None:
@@ -60,7 +64,7 @@ def test_empty_and_unknown_splits_are_errors() -> None:
 @pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"resolution": 0}, {"num_workers": -1}])
 def test_bad_loader_settings_are_errors(kwargs) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):
-        ShapesDataModule(**kwargs)
+        ShapesDataModule(ShapesSettings(**kwargs))
 
 
 def test_collate_stacks_images_and_lists_attributes() -> None:

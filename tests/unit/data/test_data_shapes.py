@@ -7,6 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
+from mjexp.data.settings import ShapesSettings
 from mjexp.data.shapes import (
     DEFAULT_HOLDOUT,
     ShapesDataModule,
@@ -120,7 +121,7 @@ def test_all_combinations_appear_roughly_uniformly() -> None:
 
 
 def test_holdout_only_affects_train() -> None:
-    module = ShapesDataModule(train_size=3000, test_size=3000, judge_size=3000, holdout=list(DEFAULT_HOLDOUT))
+    module = ShapesDataModule(ShapesSettings(train_size=3000, test_size=3000, judge_size=3000, holdout=DEFAULT_HOLDOUT))
     held = {(h["color"], h["shape"]) for h in DEFAULT_HOLDOUT}
     for split, expect_held in (("train", False), ("judge", True), ("test", True)):
         _, attrs = module.dataset(split).render(range(3000))
@@ -161,7 +162,7 @@ def test_heldout_attrs_expand_partial_entries() -> None:
 )
 def test_bad_options_are_clear_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        ShapesDataModule(**kwargs)
+        ShapesDataModule(ShapesSettings(**kwargs))
 
 
 def test_out_of_range_index_is_an_error() -> None:
@@ -173,6 +174,7 @@ def test_fingerprint_changes_with_what_changes_the_pixels() -> None:
     base = ShapesDataModule().fingerprint("test")
     assert base == ShapesDataModule().fingerprint("test")
     assert base["renderer_version"] >= 1
-    for other in (ShapesDataModule(seed=1), ShapesDataModule(resolution=32), ShapesDataModule(test_size=5)):
+    for change in ({"seed": 1}, {"resolution": 32}, {"test_size": 5}):
+        other = ShapesDataModule(ShapesSettings(**change))
         assert other.fingerprint("test") != base
     assert ShapesDataModule().fingerprint("judge") != base

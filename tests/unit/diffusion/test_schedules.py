@@ -7,15 +7,15 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from mjexp.diffusion.schedules import NoiseSchedule
+from mjexp.diffusion.schedules import NoiseSchedule, ScheduleSettings
 
 DIFFUSERS_NAMES = {"linear": "linear", "scaled_linear": "scaled_linear", "cosine": "squaredcos_cap_v2", "sigmoid": "sigmoid"}
 BETAS = {"scaled_linear": (0.00085, 0.012)}
 
 
-def make(kind: str, **kw) -> NoiseSchedule:
+def make(kind: str, resolution: int | None = None, **kw) -> NoiseSchedule:
     start, end = BETAS.get(kind, (1e-4, 0.02))
-    return NoiseSchedule(kind, 1000, start, end, **kw)
+    return NoiseSchedule(ScheduleSettings(kind, 1000, start, end, **kw), resolution)
 
 
 @pytest.mark.parametrize("kind", list(DIFFUSERS_NAMES))
@@ -53,10 +53,12 @@ def test_zero_terminal_snr_properties() -> None:
     assert torch.isfinite(torch.tensor(s.sigma_max_finite))
 
 
-def test_snr_shift_multiplies_snr() -> None:
-    base, shifted = make("cosine"), make("cosine", snr_shift=0.25)
+def test_snr_shift_multiplies_snr_by_the_squared_resolution_ratio() -> None:
+    base, shifted = make("cosine", resolution=32), make("cosine", resolution=32, snr_shift_base_resolution=16)
     t = torch.tensor([0.0, 100.0, 500.0, 990.0])
     torch.testing.assert_close(shifted.snr(t), 0.25 * base.snr(t), rtol=1e-9, atol=0)
+    with pytest.raises(ValueError, match="schedule.snr_shift_base_resolution=16 needs the data's resolution"):
+        make("cosine", snr_shift_base_resolution=16)
 
 
 @pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
@@ -104,12 +106,12 @@ def test_karras_sigmas_closed_form() -> None:
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"kind": "quadratic"}, "unknown schedule"),
-        ({"num_train_timesteps": 1}, "num_train_timesteps"),
+        ({"kind": "quadratic"}, "schedule.kind='quadratic' is not one of linear, scaled_linear, cosine, sigmoid"),
+        ({"num_train_timesteps": 1}, "schedule.num_train_timesteps must be >= 2, got 1"),
         ({"beta_start": 0.1, "beta_end": 0.01}, "beta_start < beta_end"),
-        ({"snr_shift": 0.0}, "snr_shift"),
+        ({"snr_shift_base_resolution": -1}, "schedule.snr_shift_base_resolution must be >= 0"),
     ],
 )
 def test_bad_arguments_are_rejected(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        NoiseSchedule(**kwargs)
+        ScheduleSettings(**kwargs)

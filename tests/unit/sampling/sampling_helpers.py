@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from mjexp.diffusion.schedules import NoiseSchedule
+from mjexp.diffusion.schedules import NoiseSchedule, ScheduleSettings
 
 
 def linear_schedule(zero_terminal_snr: bool = False) -> NoiseSchedule:
     """DDPM's linear schedule (the diffusers default), optionally rescaled to zero terminal SNR."""
-    return NoiseSchedule("linear", 1000, 1e-4, 0.02, zero_terminal_snr=zero_terminal_snr)
+    return NoiseSchedule(ScheduleSettings("linear", 1000, 1e-4, 0.02, zero_terminal_snr=zero_terminal_snr))
 
 
 class ToyNetwork:

@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 
 from mjexp.config import ConfigError, register_configs, validate
 from mjexp.diffusion.training_module import DiffusionModule
-from mjexp.diffusion.schedules import NoiseSchedule
+from mjexp.diffusion.schedules import NoiseSchedule, ScheduleSettings
 from mjexp.diffusion.superres import SuperResolution, degrade, noise_augment
 from mjexp.diffusion.unet import UNet, UNetSpec
 from mjexp.sampling.denoiser import Denoiser
@@ -129,7 +129,7 @@ def sr_setup(noise_aug: float | None, scale: float = 2.0, guidance: float = 1.0)
     cond = {"text": text(2, 1.0)}
     sr_cond, sr_uncond = {"text": text(2, 7.0)}, {"text": text(2, -7.0)}
     # The SR model's own schedule (500 training steps) puts its timesteps where the base model's are not.
-    sr_schedule = NoiseSchedule("linear", 500, 1e-4, 0.02, zero_terminal_snr=True)
+    sr_schedule = NoiseSchedule(ScheduleSettings("linear", 500, 1e-4, 0.02, zero_terminal_snr=True))
     stage = SRStage(Denoiser(sr_net, sr_schedule), sr_cond, sr_uncond, MODEL)  # type: ignore[arg-type]
     hires = HiresSettings(
         enabled=True, scale=scale, upscaler="sr", strength=0.5, steps=2, guidance_scale=guidance, noise_aug=noise_aug

@@ -18,7 +18,7 @@ import math
 import pytest
 
 from benchmarks.sampler_accuracy import Convergence, OrderStudy, order_study
-from mjexp.diffusion.schedules import NoiseSchedule
+from mjexp.diffusion.schedules import NoiseSchedule, ScheduleSettings
 from mjexp.sampling.denoiser import Denoiser
 from mjexp.testing.gaussian_mixture import reference_mixture
 from mjexp.testing.probability_flow import observed_order
@@ -29,7 +29,7 @@ LADDER = (20, 40, 80, 160)
 @pytest.fixture(scope="module")
 def study() -> OrderStudy:
     mixture = reference_mixture()
-    schedule = NoiseSchedule("linear", 1000, 1e-4, 0.02)
+    schedule = NoiseSchedule(ScheduleSettings("linear", 1000, 1e-4, 0.02))
     denoiser = Denoiser(mixture.network(schedule, "v"), schedule)
     return order_study(
         denoiser, mixture, trajectories=32, seed=0, samplers=("heun", "dpmpp_2m"), grids=("trailing", "karras"),

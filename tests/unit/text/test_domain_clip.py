@@ -126,9 +126,11 @@ def test_local_dir_round_trip_loads_without_mjexp(trained, quadrant_loaders):
 
 def test_trains_from_a_datamodule_keyed_by_its_fingerprint(tmp_path):
     """The DataModule path: loaders built here (config.batch_size), data identified by fingerprint."""
+    from mjexp.data.settings import ShapesSettings
     from mjexp.data.shapes import ShapesDataModule
 
-    data = ShapesDataModule(resolution=16, train_size=64, judge_size=64, val_size=32, test_size=8, batch_size=8)
+    settings = ShapesSettings(resolution=16, train_size=64, judge_size=64, val_size=32, test_size=8, batch_size=8)
+    data = ShapesDataModule(settings)
     config = DomainClipConfig(steps=2, batch_size=32, warmup_steps=1, width=16, embed_dim=16, context_length=12)
     folder = train_domain_clip(data, config, tmp_path, split="judge", seed=3)
     key = read_metrics(folder)["key"]
