@@ -56,6 +56,7 @@ from mjexp.runs.resume import (
     remove_debris,
 )
 from mjexp.runs.samples_during_training import samples_during_training
+from mjexp.runs.stage_clock import StageClock
 from mjexp.runs.tracker import REPOSITORY, is_primary_process, open_tracker
 from mjexp.text.clip_train import read_metrics
 from mjexp.tracking.lightning import SafeMLFlowLogger, ValidationAtItsStep
@@ -159,6 +160,7 @@ def train_in_folder(
 ) -> dict[str, float]:
     """:func:`run_training` once its folder is claimed."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # a trainable text encoder's init
+    clock = StageClock()
     tracker = open_tracker(cfg, output_dir, resume)
     try:
         if resume is None:
@@ -181,14 +183,16 @@ def train_in_folder(
             captions = "" if rate is None else f", its captions at caption noise {rate}"
             print(f"Text encoder: domain CLIP (trained on the train split{captions}, or reused from the cache)...")
             clip_data = domain_clip_data(cfg.data, cfg.text_encoder, datamodule)
-            clip_path = train_or_reuse_domain_clip(cfg.text_encoder, clip_data)
+            with clock.stage("domain CLIP"):
+                clip_path = train_or_reuse_domain_clip(cfg.text_encoder, clip_data)
             clip_metrics = read_metrics(clip_path)
             tracker.log_metrics({"text_encoder/val_retrieval_top1": clip_metrics["val_retrieval_top1"]})
             print(f"  {clip_path.name}: val image->text retrieval top-1 {clip_metrics['val_retrieval_top1']:.3f}")
             resolved["text_encoder"]["path"] = str(clip_path.resolve())  # a .ckpt works from any folder
         encoder = build_text_encoder(cfg.text_encoder, domain_clip_path=clip_path)
         # trainer.sample_every_n_steps: its judge is trained (or reused) before the model trains.
-        samples = samples_during_training(cfg, datamodule, tracker, output_dir, clip_path)
+        with clock.stage("judge and reference") if cfg.trainer.sample_every_n_steps else contextlib.nullcontext():
+            samples = samples_during_training(cfg, datamodule, tracker, output_dir, clip_path)
         # Seeded again: training a domain CLIP (or the judge) moves random states that reusing its
         # cached copy does not, and the model must not depend on the cache.
         L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -196,14 +200,15 @@ def train_in_folder(
         if cfg.trainer.compile:
             module.unet.compile()  # in place: parameter names (checkpoints, EMA, export) are unchanged
         trainer = build_trainer(cfg, output_dir, SafeMLFlowLogger(tracker), [samples] if samples else [])
-        if resume is None:
-            # A step-0 validation gives the untrained baseline that the final val/loss is judged against.
-            trainer.validate(module, datamodule=datamodule, verbose=False)
-        with signals.deferred():  # a stop signal: a checkpoint at the current step (StepCheckpoint)
-            trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume.checkpoint) if resume else None)
-        validated = next(c for c in trainer.callbacks if isinstance(c, ValidationSteps)).steps
-        if trainer.global_step not in validated:  # val/loss at the end, not only at the last multiple of the interval
-            trainer.validate(module, datamodule=datamodule, verbose=False)
+        with clock.stage("diffusion training"):
+            if resume is None:
+                # A step-0 validation gives the untrained baseline that the final val/loss is judged against.
+                trainer.validate(module, datamodule=datamodule, verbose=False)
+            with signals.deferred():  # a stop signal: a checkpoint at the current step (StepCheckpoint)
+                trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume.checkpoint) if resume else None)
+            validated = next(c for c in trainer.callbacks if isinstance(c, ValidationSteps)).steps
+            if trainer.global_step not in validated:  # val/loss at the end, not only at the last multiple of the interval
+                trainer.validate(module, datamodule=datamodule, verbose=False)
         if not trainer.is_global_zero:
             return {}
 
@@ -214,17 +219,18 @@ def train_in_folder(
             print("No eval.grid given: skipping evaluation (e.g. eval.grid.guidance.scale=[1,3]).")
         if cfg.evaluate and cfg.eval.grid:
             # Its own eval/ folder: images of its earlier weights (a continued training) are made again.
-            results.update(evaluate_grid(cfg, export_dir, tracker, output_dir / "eval", ends_training=True))
+            results.update(evaluate_grid(cfg, export_dir, tracker, output_dir / "eval", ends_training=True, clock=clock))
+        tracker.log_metrics(clock.metrics())
         tracker.finish("FINISHED")
     except BaseException as error:
         message = "".join(traceback.format_exception_only(type(error), error)).strip()
         tracker.finish(signals.final_status(error), error=message)
         raise
-    print_summary(tracker, output_dir, export_dir)
+    print_summary(tracker, output_dir, export_dir, clock)
     return results
 
 
-def print_summary(tracker: Tracker, output_dir: Path, export_dir: Path) -> None:
+def print_summary(tracker: Tracker, output_dir: Path, export_dir: Path, clock: StageClock) -> None:
     val = first_and_last(tracker, "val/loss")
     lines = [
         "",
@@ -232,6 +238,7 @@ def print_summary(tracker: Tracker, output_dir: Path, export_dir: Path) -> None:
         f"  MLflow:  {tracker.ui_hint}",
         f"  Weights: {export_dir} (ema.safetensors, raw.safetensors, config.yaml)",
         f"  Outputs: {output_dir}",
+        f"  Stages:  {clock.line()}",
     ]
     if val:
         lines.insert(2, f"  val/loss: first {val[0]:.4f} -> last {val[1]:.4f} ({100 * val[1] / val[0]:.0f}%)")

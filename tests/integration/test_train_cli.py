@@ -26,6 +26,8 @@ def finished_run(root: Path) -> dict:
         assert (out / "export" / name).is_file()
     history = MlflowClient(f"sqlite:///{root / 'mlflow.db'}").get_metric_history(run.info.run_id, "train/loss")
     assert len(history) >= 2 and all(torch.isfinite(torch.tensor(m.value)) for m in history)
+    stages = run.data.metrics
+    assert 0 < stages["cost/stage/diffusion_training_seconds"] < stages["cost/stage/total_seconds"]
     return {"run": run, "out": out}
 
 

@@ -35,6 +35,7 @@ from mjexp.runs.eval_run.prompts import describe_prompts, load_prompts, prompt_p
 from mjexp.runs.eval_run.scoring import ScoringContext
 from mjexp.runs.eval_run.table import print_table
 from mjexp.runs.generation import generate_to_folder, load_images, read_manifest
+from mjexp.runs.stage_clock import StageClock
 from mjexp.runs.models import LoadedModel, images_fingerprint, load_model, load_sr_model
 from mjexp.sampling.hires import SR, check_sr_model
 from mjexp.sampling.runtime import Runtime
@@ -235,8 +236,14 @@ class GridEvaluation:
 
 
 def evaluate_grid(
-    cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: Path, ends_training: bool = False
+    cfg: DictConfig, ckpt: str | Path, tracker: Tracker, out_dir: Path, ends_training: bool = False,
+    clock: StageClock | None = None,
 ) -> dict[str, float]:
-    """Run the grid evaluation and return headline metrics (``eval/<label>/<metric>``)."""
-    records = GridEvaluation(cfg, ckpt, tracker, out_dir, ends_training).run()
+    """Run the grid evaluation and return headline metrics (``eval/<label>/<metric>``); ``clock``
+    times its preflight (model, judge, reference statistics) and its generation and scoring."""
+    clock = clock or StageClock()
+    with clock.stage("judge and reference"):
+        evaluation = GridEvaluation(cfg, ckpt, tracker, out_dir, ends_training)
+    with clock.stage("generation and scoring"):
+        records = evaluation.run()
     return {f"eval/{r['label']}/{k}": float(v) for r in records for k, v in r["metrics"].items()}

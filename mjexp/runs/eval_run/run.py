@@ -13,6 +13,7 @@ from mjexp.runs.eval_run.grid_evaluation import evaluate_grid
 from mjexp.runs.models import mlflow_run_of
 from mjexp.runs.run_info import read_run_id
 from mjexp.runs.signals import final_status
+from mjexp.runs.stage_clock import StageClock
 from mjexp.runs.tracker import open_tracker
 
 
@@ -22,12 +23,14 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
     if (cfg.ckpt is None) == (cfg.images is None):
         raise ValueError("give exactly one of ckpt=PATH (export folder, .ckpt or mlflow:<run_id>) or images=DIR")
     out_dir = Path(cfg.output_dir)
+    clock = StageClock()
     with run_folder_lock(out_dir):
         tracker = open_tracker(cfg, out_dir, None)
         try:
             tracker.set_tags({"mjexp.evaluates": evaluated_run(cfg.ckpt) if cfg.ckpt else str(cfg.images)})
             if cfg.ckpt:
-                metrics = evaluate_grid(cfg, cfg.ckpt, tracker, out_dir)
+                metrics = evaluate_grid(cfg, cfg.ckpt, tracker, out_dir, clock=clock)
+                tracker.log_metrics(clock.metrics())
             else:
                 metrics = score_folder(cfg, cfg.images, tracker, out_dir)
             tracker.finish("FINISHED")
@@ -35,6 +38,8 @@ def run_evaluation(cfg: DictConfig) -> dict[str, float]:
             tracker.finish(final_status(error), error=repr(error))
             raise
     print(f"Report: {out_dir / 'report.html'}\nMLflow: {tracker.ui_hint}")
+    if clock.seconds:
+        print(f"Stages: {clock.line()}")
     return metrics
 
 
