@@ -19,7 +19,7 @@ import torch
 
 from evaluation.patch_fid import PatchAccumulator, patch_fid, patch_moments
 from evaluation.quantisation import to_uint8
-from mjexp.data.settings import ShapesSettings
+from mjexp.data.dataset_settings import ShapesSettings
 from mjexp.data.shapes import ShapesDataModule
 from mjexp.sampling.hires import upscale
 

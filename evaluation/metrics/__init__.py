@@ -2,7 +2,7 @@
 against a baseline setting, how it prints and which of its names ``sweeps.compare`` tabulates),
 registered in :mod:`evaluation.metrics.registry` (docs/evaluation.md, adding a metric)."""
 
-from evaluation.metrics.base import Metric, MetricScores, PairingSettings, ScoreInputs
+from evaluation.metrics.metric import Metric, MetricScores, PairingSettings, ScoreInputs
 from evaluation.metrics.registry import (
     add_paired_comparisons,
     metric_of,

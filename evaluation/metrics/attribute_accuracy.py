@@ -9,7 +9,7 @@ import numpy as np
 
 from evaluation.attributes import AttributeAccuracy, paired_difference
 from evaluation.judge import JUDGE
-from evaluation.metrics.base import Metric, MetricScores, PairingSettings, ScoreInputs, z_score
+from evaluation.metrics.metric import Metric, MetricScores, PairingSettings, ScoreInputs, z_score
 
 PREFIX = f"attr_acc/{JUDGE}"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from evaluation.clip_score import ClipScoreConvention, clip_score
-from evaluation.metrics.base import Metric, MetricScores, ScoreInputs
+from evaluation.metrics.metric import Metric, MetricScores, ScoreInputs
 
 
 class ClipScores(Metric):

@@ -10,7 +10,7 @@ import torch
 from evaluation.bootstrap import fid_difference
 from evaluation.distribution import distribution_metrics
 from evaluation.judge import JUDGE
-from evaluation.metrics.base import Metric, MetricScores, PairingSettings, ScoreInputs
+from evaluation.metrics.metric import Metric, MetricScores, PairingSettings, ScoreInputs
 
 # Per extractor: the generated images' features (row i = image i), the reference's, the rank bound.
 FeatureState = dict[str, tuple[torch.Tensor, torch.Tensor, int | None]]

@@ -3,7 +3,7 @@ sampler's failure), so that image metrics of noise are not read as the model's."
 
 from __future__ import annotations
 
-from evaluation.metrics.base import Metric, MetricScores, ScoreInputs
+from evaluation.metrics.metric import Metric, MetricScores, ScoreInputs
 from evaluation.roughness import noise_share
 
 NAME = "noise_share"

@@ -10,7 +10,7 @@ import torch
 
 from evaluation.diversity import Diversity, paired_diversity_difference, prompt_diversity
 from evaluation.judge import JUDGE
-from evaluation.metrics.base import Metric, MetricScores, PairingSettings, ScoreInputs, z_score
+from evaluation.metrics.metric import Metric, MetricScores, PairingSettings, ScoreInputs, z_score
 
 
 def put(scores: MetricScores, name: str, diversity: Diversity, definition: Mapping[str, object]) -> None:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, Sequence
 
 from evaluation.metrics.attribute_accuracy import AttributeAccuracyMetric
-from evaluation.metrics.base import Metric, PairingSettings
+from evaluation.metrics.metric import Metric, PairingSettings
 from evaluation.metrics.clip_scores import ClipScores
 from evaluation.metrics.fid_kid import FidKid
 from evaluation.metrics.noise_images import NoiseImages

@@ -11,7 +11,7 @@ import numpy as np
 from evaluation.attributes import AttributeAccuracy
 from evaluation.judge import JUDGE
 from evaluation.metrics.attribute_accuracy import VerdictAccuracy
-from evaluation.metrics.base import MetricScores, ScoreInputs
+from evaluation.metrics.metric import MetricScores, ScoreInputs
 from evaluation.rule_reader import illegible
 
 PREFIX = "attr_acc/rule"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from evaluation.metrics.base import Metric, MetricScores, PairingSettings, ScoreInputs
+from evaluation.metrics.metric import Metric, MetricScores, PairingSettings, ScoreInputs
 from evaluation.patch_fid import PatchMoments, patch_fid, patch_fid_difference, patch_moments
 
 NAME = "patch_fid"

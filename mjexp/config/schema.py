@@ -20,7 +20,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from evaluation.retrieval import RETRIEVAL_THRESHOLD
-from mjexp.data.settings import DATA_SETTINGS
+from mjexp.data.dataset_settings import DATA_SETTINGS
 from mjexp.diffusion.schedules import ScheduleSettings
 from mjexp.diffusion.superres import SuperResolution
 from mjexp.diffusion.training_module import DiffusionSettings, OptimSettings
@@ -75,10 +75,10 @@ def omegaconf_type(hint: Any) -> Any:
 # ---- data ------------------------------------------------------------------------------------
 @dataclass
 class DataConfig:
-    name: str = MISSING  # the data set: a key of mjexp.data.settings.DATA_SETTINGS
+    name: str = MISSING  # the data set: a key of mjexp.data.dataset_settings.DATA_SETTINGS
 
 
-# One schema per data set, derived from its settings (mjexp.data.settings), named by ``name``.
+# One schema per data set, derived from its settings (mjexp.data.dataset_settings), named by ``name``.
 DATA_SCHEMAS = {
     name: schema_of(settings.__name__.replace("Settings", "DataConfig"), settings, base=DataConfig, name=(str, name))
     for name, settings in DATA_SETTINGS.items()

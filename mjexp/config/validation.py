@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from mjexp.config.domain import build
 from mjexp.config.grid import GRID_KEYS, expand_grid, flatten_grid
 from mjexp.config.schema import DATA_SCHEMAS, ROOT_SCHEMAS, TEXT_SCHEMAS
-from mjexp.data.settings import DATA_SETTINGS, caption_noise_problems
+from mjexp.data.dataset_settings import DATA_SETTINGS, caption_noise_problems
 from mjexp.diffusion.schedules import ScheduleSettings
 from mjexp.diffusion.superres import SuperResolution
 from mjexp.diffusion.training_module import DiffusionSettings, OptimSettings, Weights

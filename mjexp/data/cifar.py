@@ -19,7 +19,7 @@ from torchvision.datasets.utils import check_integrity
 from mjexp.data.captions import CaptionSchema
 from mjexp.data.datamodule import CaptionedImageDataModule, TensorCaptionDataset
 from mjexp.data.images import resize_square
-from mjexp.data.settings import Cifar10Settings
+from mjexp.data.dataset_settings import Cifar10Settings
 from mjexp.data.splits import permutation_split
 
 CIFAR_SIZE = 32  # px, the dataset's images

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from mjexp.data.captions import CaptionSchema
 from mjexp.data.images import to_model_range
 from mjexp.data.resumable import ResumableLoader, ResumableSampler
-from mjexp.data.settings import DataSettings
+from mjexp.data.dataset_settings import DataSettings
 from mjexp.data.splits import check_split
 
 Sample = dict[str, Any]  # {"image": (3, H, W) float, "text": str, optional "attrs": {name: value}}
@@ -90,7 +90,7 @@ class TensorCaptionDataset(CaptionedDataset):
 
 class CaptionedImageDataModule(L.LightningDataModule):
     """Base DataModule: subclasses implement :meth:`build` (one split) and set ``schema``; each
-    takes its :mod:`mjexp.data.settings` (checked when they are made).
+    takes its :mod:`mjexp.data.dataset_settings` (checked when they are made).
 
     ``dataset(split)`` serves any split, including ``judge``, which Lightning has no hook for.
     """

@@ -14,7 +14,7 @@ from sklearn.datasets import load_digits
 from mjexp.data.captions import CaptionSchema
 from mjexp.data.datamodule import CaptionedImageDataModule, TensorCaptionDataset
 from mjexp.data.images import resize_square
-from mjexp.data.settings import DigitsSettings
+from mjexp.data.dataset_settings import DigitsSettings
 from mjexp.data.splits import permutation_split
 
 DIGIT_WORDS: tuple[str, ...] = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")

@@ -34,7 +34,7 @@ from PIL import Image
 
 from mjexp.data.datamodule import CaptionedImageDataModule, TensorCaptionDataset
 from mjexp.data.pil_images import UnusableImage, load_rgb
-from mjexp.data.settings import ImageFolderSettings
+from mjexp.data.dataset_settings import ImageFolderSettings
 from mjexp.data.splits import hash_split
 
 METADATA_FILES: tuple[str, ...] = ("metadata.jsonl", "metadata.csv")

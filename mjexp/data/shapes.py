@@ -35,7 +35,7 @@ import torch
 from mjexp.data.captions import CaptionSchema
 from mjexp.data.datamodule import CaptionedDataset, CaptionedImageDataModule, Sample
 from mjexp.data.images import to_model_range
-from mjexp.data.settings import ShapesSettings, caption_noise_problems
+from mjexp.data.dataset_settings import ShapesSettings, caption_noise_problems
 from mjexp.data.splits import check_split
 from shapes_world.layout import (
     BACKGROUND,

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from mjexp.config.domain import build
-from mjexp.data.settings import DATA_SETTINGS
+from mjexp.data.dataset_settings import DATA_SETTINGS
 from mjexp.diffusion.schedules import NoiseSchedule, ScheduleSettings
 from mjexp.diffusion.superres import SuperResolution
 from mjexp.diffusion.unet import UNet, UNetSpec

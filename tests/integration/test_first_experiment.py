@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from cli_helpers import run_cli
-from mjexp.data.settings import ShapesSettings
+from mjexp.data.dataset_settings import ShapesSettings
 from mjexp.data.shapes import ShapesDataModule
 
 

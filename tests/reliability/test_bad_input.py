@@ -23,7 +23,7 @@ from evaluation.grids import LINE, MIN_CELL, PADDING
 from mjexp.runs.components import build_datamodule
 from mjexp.config import ConfigError, register_configs, validate
 from mjexp.data.imagefolder import ImageFolderWarning
-from mjexp.data.settings import ShapesSettings
+from mjexp.data.dataset_settings import ShapesSettings
 from mjexp.data.shapes import ShapesDataModule
 from mjexp.runs.sample_run import GRID_PROMPTS, write_grid
 from mjexp.text.tiny import TinyTextEncoder

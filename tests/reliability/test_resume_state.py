@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mjexp.data.settings import ShapesSettings
+from mjexp.data.dataset_settings import ShapesSettings
 from mjexp.data.shapes import ShapesDataModule
 from mjexp.diffusion import random_state
 

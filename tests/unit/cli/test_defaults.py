@@ -18,7 +18,7 @@ from mjexp.config.domain import build, sampling_settings
 from mjexp.data.cifar import CIFAR10DataModule
 from mjexp.data.digits import DigitsDataModule
 from mjexp.data.imagefolder import ImageFolderDataModule
-from mjexp.data.settings import DATA_SETTINGS, ImageFolderSettings
+from mjexp.data.dataset_settings import DATA_SETTINGS, ImageFolderSettings
 from mjexp.data.shapes import ShapesDataModule
 from mjexp.diffusion.schedules import NoiseSchedule, ScheduleSettings
 from mjexp.diffusion.superres import SuperResolution

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from mjexp.data.settings import ShapesSettings
+from mjexp.data.dataset_settings import ShapesSettings
 from mjexp.data.shapes import (
     NOISY_ATTRIBUTES,
     ShapesDataModule,

@@ -14,7 +14,7 @@ import pytest
 import torchvision.datasets.cifar as tv_cifar
 
 from mjexp.data.cifar import CIFAR10_CLASSES, CIFAR10DataModule
-from mjexp.data.settings import Cifar10Settings
+from mjexp.data.dataset_settings import Cifar10Settings
 from mjexp.data.splits import SPLITS
 
 BATCHES = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]

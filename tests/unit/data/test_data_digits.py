@@ -7,7 +7,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from mjexp.data.digits import DIGIT_WORDS, DigitsDataModule
-from mjexp.data.settings import DigitsSettings
+from mjexp.data.dataset_settings import DigitsSettings
 from mjexp.data.splits import SPLITS
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from mjexp.data.imagefolder import ImageFolderDataModule, ImageFolderWarning
 from mjexp.data.pil_images import load_rgb
-from mjexp.data.settings import ImageFolderSettings
+from mjexp.data.dataset_settings import ImageFolderSettings
 from mjexp.data.splits import SPLITS
 
 RED = (200, 30, 30)

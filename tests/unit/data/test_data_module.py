@@ -7,7 +7,7 @@ import torch
 
 from mjexp.data.datamodule import collate, fitted_batch_size
 from mjexp.data.digits import DigitsDataModule
-from mjexp.data.settings import DigitsSettings, ShapesSettings
+from mjexp.data.dataset_settings import DigitsSettings, ShapesSettings
 from mjexp.data.shapes import ShapesDataModule
 
 

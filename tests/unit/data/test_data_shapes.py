@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from mjexp.data.settings import ShapesSettings
+from mjexp.data.dataset_settings import ShapesSettings
 from mjexp.data.shapes import (
     DEFAULT_HOLDOUT,
     ShapesDataModule,

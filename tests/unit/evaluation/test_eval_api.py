@@ -15,7 +15,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from evaluation import ScoringConfig, PreflightError, ReferenceSet, Scorer, make_record, write_report
-from evaluation.metrics import base as metrics_base
+from evaluation.metrics import metric as metric_module
 from evaluation.attributes import AttributeAccuracy
 from evaluation.diversity import prompt_diversity
 from evaluation.quantisation import to_uint8
@@ -186,7 +186,7 @@ def test_faithful_diversity_counts_only_images_with_every_attribute_right(
     prompts = [template.render(a) for a in attrs]
     right = np.arange(40) < 24  # images 0-23 have every attribute right; 24-31 miss the position only
     correct = {"color": right | (np.arange(40) < 32), "position": right}
-    monkeypatch.setattr(metrics_base, "attribute_accuracy", lambda *args, **kwargs: AttributeAccuracy(correct))
+    monkeypatch.setattr(metric_module, "attribute_accuracy", lambda *args, **kwargs: AttributeAccuracy(correct))
     scorer = Scorer(ScoringConfig(extractors=(), judge_dir=str(judge_dir), cache_dir=str(tmp_path)))
     result = scorer.score(images, prompts, attrs=attrs, template=template)
     embeddings = scorer.judge.encode_images(to_uint8(images, "test")[0], 64)

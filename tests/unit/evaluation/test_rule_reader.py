@@ -13,7 +13,7 @@ import torch
 
 from evaluation import Scorer, ScoringConfig
 from evaluation.attributes import AttributeAccuracy
-from evaluation.metrics import base as metrics_base
+from evaluation.metrics import metric as metric_module
 from evaluation.prompt_sets import CaptionTemplate
 from evaluation.rule_reader import illegible, read_images
 from mjexp.data.shapes import ShapesDataset, ShapesSpec, sample_scenes
@@ -92,7 +92,7 @@ def test_judge_agreement_marks_a_disagreeing_judge_attribute_unreliable(
     keys = {"color": spec.colors, "shape": spec.shapes, "position": POSITIONS}
     template = CaptionTemplate("a {color} {shape} in the {position}", keys)
     judged = {"color": np.ones(40, bool), "shape": np.ones(40, bool), "position": np.arange(40) >= 10}
-    monkeypatch.setattr(metrics_base, "attribute_accuracy", lambda *args, **kwargs: AttributeAccuracy(judged))
+    monkeypatch.setattr(metric_module, "attribute_accuracy", lambda *args, **kwargs: AttributeAccuracy(judged))
     scorer = Scorer(ScoringConfig(extractors=(), judge_dir=str(judge_dir), cache_dir=str(tmp_path), rule_reader=True))
     result = scorer.score(images, [template.render(a) for a in attrs], attrs=attrs, template=template)
     assert result.metrics["attr_acc/rule/position"] == 1.0 and result.metrics["attr_acc/judge/position"] == 0.75

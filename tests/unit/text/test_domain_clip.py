@@ -126,7 +126,7 @@ def test_local_dir_round_trip_loads_without_mjexp(trained, quadrant_loaders):
 
 def test_trains_from_a_datamodule_keyed_by_its_fingerprint(tmp_path):
     """The DataModule path: loaders built here (config.batch_size), data identified by fingerprint."""
-    from mjexp.data.settings import ShapesSettings
+    from mjexp.data.dataset_settings import ShapesSettings
     from mjexp.data.shapes import ShapesDataModule
 
     settings = ShapesSettings(resolution=16, train_size=64, judge_size=64, val_size=32, test_size=8, batch_size=8)
