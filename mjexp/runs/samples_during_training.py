@@ -6,7 +6,8 @@ the evaluation's prompt set (``eval.prompt_set``), a few images each, with the e
 item in the final evaluation). It is logged to the training's MLflow run as
 ``samples/step_NNNNNN.png``; with a judge (``eval.judge.enabled`` and prompts with attributes) the
 attribute accuracy of its images as ``during_training/attr_acc/judge/<attribute>`` and ``/mean``
-at that step. The judge is trained (or reused) before the diffusion model, so a first run has it
+at that step, and on the built-in shapes also the exact rule's reading and the judge's agreement
+with it (``during_training/attr_acc/rule/...``, ``during_training/judge_agreement/...``). The judge is trained (or reused) before the diffusion model, so a first run has it
 at the first frame; without one the run says once why there is no metric.
 
 The training is the same with it as without: the frames draw from their own generators (and the
@@ -28,13 +29,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from evaluation import Scorer, ScoringConfig
 from evaluation.grids import SampleGrid, grid_png
+from evaluation.metrics.rule_reading import AGREEMENT
 from evaluation.prompt_sets import CaptionTemplate, PromptSet
 from mjexp.diffusion import random_state
 from mjexp.files.checkpoints import atomic_write
 from mjexp.runs import signals
 from mjexp.runs.components import describe_sampling
 from mjexp.runs.eval_run.prompts import load_prompts, prompt_params
-from mjexp.runs.eval_run.scoring import train_or_reuse_judge
+from mjexp.runs.eval_run.scoring import RULE_READABLE_DATA, train_or_reuse_judge
 from mjexp.runs.models import guidance_sampler
 from mjexp.runs.tracker import is_primary_process
 from mjexp.sampling.guidance_sampler import GuidanceSampler
@@ -47,7 +49,7 @@ FRAME_PROMPTS = 8
 FRAME_SAMPLES = 4
 SAMPLES_DIR = "samples"  # in the output folder and among the run's MLflow artifacts
 METRIC_PREFIX = "during_training/"
-ATTRIBUTE_ACCURACY = "attr_acc/"  # the Scorer's names: attr_acc/judge/<attribute>, attr_acc/judge/mean
+ATTRIBUTE_ACCURACY = "attr_acc/"  # the Scorer's names: attr_acc/judge/<attribute>, /mean; attr_acc/rule/... (shapes)
 MEAN_ACCURACY = "attr_acc/judge/mean"
 
 
@@ -155,7 +157,7 @@ class SamplesDuringTraining(L.Callback):
             result = self.judge.scorer.score(
                 images, self.frame.item_prompts, attrs=self.frame.item_attrs, template=self.judge.template
             )
-            accuracy = {k: v for k, v in result.metrics.items() if k.startswith(ATTRIBUTE_ACCURACY)}
+            accuracy = {k: v for k, v in result.metrics.items() if k.startswith((ATTRIBUTE_ACCURACY, AGREEMENT))}
             self.tracker.log_metrics({METRIC_PREFIX + k: v for k, v in accuracy.items()}, step=step)
             line += f", {MEAN_ACCURACY} {accuracy[MEAN_ACCURACY]:.3f}"
         print(f"{line} ({len(images)} images, {time.perf_counter() - start:.1f} s)", flush=True)
@@ -195,7 +197,7 @@ def samples_during_training(
         judge_dir = train_or_reuse_judge(cfg, datamodule, conditioning)
         scorer = Scorer(ScoringConfig(
             extractors=(), judge_dir=str(judge_dir), batch_size=cfg.eval.batch_size, device=cfg.eval.device,
-            seed=cfg.eval.seed, cache_dir=cfg.eval.cache_dir,
+            seed=cfg.eval.seed, cache_dir=cfg.eval.cache_dir, rule_reader=cfg.data.name == RULE_READABLE_DATA,
         ))
         judge = Judge(scorer, template)
     sampling = frame_sampling(cfg)

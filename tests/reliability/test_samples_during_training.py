@@ -51,7 +51,8 @@ def test_frames_leave_training_unchanged_and_continue_on_resume_without_a_judge(
     train(out, "trainer.sample_every_n_steps=2", f"eval.judge.cache_dir={judges}", *FAST_FRAMES)
     grids, metrics = logged_frames(tmp_path, out)
     assert grids == [2, 4]
-    assert set(metrics) == {MEAN, *(f"during_training/attr_acc/judge/{a}" for a in ATTRIBUTES)}
+    assert set(metrics) == {MEAN, *(f"during_training/{reading}/{a}" for a in ATTRIBUTES for reading in
+                                    ("attr_acc/judge", "attr_acc/rule", "judge_agreement")), "during_training/attr_acc/rule/mean"}
     assert all(sorted(by_step) == [2, 4] and all(0 <= v <= 1 for v in by_step.values()) for by_step in metrics.values())
     assert judge_written_at(judges) < first_training_step_time(out)  # trained before the model
     grid = Image.open(out / "samples" / "step_000004.png")
