@@ -229,8 +229,8 @@ def markdown(
         lines += [
             "",
             f"**Warning:** the judge agrees with the rule reader on too few generated images ({listed}; threshold "
-            f"{ScoringConfig.validity_threshold}): its attr_acc/judge numbers for those attributes are not to be "
-            "trusted there; read attr_acc/rule.",
+            f"{ScoringConfig.validity_threshold}): its attr_acc/judge numbers for those attributes (and their mean) "
+            "are marked † and not to be trusted there; read attr_acc/rule.",
         ]
     noisy = noisy_arms(arms)
     if noisy:
@@ -245,8 +245,11 @@ def markdown(
     for a in arms:
         seeds = f"{len(a.replicates)}" + (" (single seed)" if a.single_seed else "")
         seeds += f" ({a.runs} runs)" if a.runs > len(a.replicates) else ""
+        distrusted = {f"attr_acc/judge/{attribute}" for label, attribute, _ in disagreeing if label == a.label}
+        distrusted |= {"attr_acc/judge/mean"} if distrusted else set()
         dagger = a.label in unreliable
-        cells = [a.label, seeds, *[format_estimate(a.metrics.get(m)) + (" †" if dagger and "/judge" in m and a.metrics.get(m) else "")
+        cells = [a.label, seeds, *[format_estimate(a.metrics.get(m))
+                                   + (" †" if ((dagger and "/judge" in m) or m in distrusted) and a.metrics.get(m) else "")
                                    for m in metrics]]
         cells += [format_cost(a.costs.get(c)) for c in COST_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")

@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sweeps.aggregate import is_headline
-from sweeps.compare import compare, main
+from sweeps.compare import compare, main, markdown
 from sweeps.runs import JUDGE_WEIGHTS_PARAM
 
 Z95 = 1.959963984540054  # normal quantile of a 95 % interval
@@ -327,3 +327,9 @@ def test_arms_whose_judge_disagrees_with_the_rule_reader_are_named() -> None:
                       metrics={"judge_agreement/position": Estimate(0.93, math.nan, math.nan, 1),
                                "judge_agreement/color": Estimate(0.97, math.nan, math.nan, 1)})
     assert disagreeing_judge_arms([agreeing, disagreeing]) == [("guidance.scale=1", "position", 0.93)]
+    disagreeing.metrics["attr_acc/judge/mean"] = Estimate(0.9, math.nan, math.nan, 1)
+    agreeing.metrics["attr_acc/judge/mean"] = Estimate(0.95, math.nan, math.nan, 1)
+    text = markdown("cfg", "sqlite:///x", [agreeing, disagreeing], [], ["attr_acc/judge/mean"], [], "seed")
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| guidance")}
+    assert "0.9 ± n/a †" in rows["| guidance.scale=1"] and "†" not in rows["| guidance.scale=3"]
+    assert "judge agrees with the rule reader on too few generated images (*guidance.scale=1* position 0.930" in text
