@@ -21,6 +21,11 @@ def verdict_changes(baseline: np.ndarray, other: np.ndarray) -> tuple[np.ndarray
     return np.flatnonzero(~base_ok & other_ok), np.flatnonzero(base_ok & ~other_ok)
 
 
+def share_right(correct: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Per image, the fraction of its attributes found as prompted (what the paired test compares)."""
+    return np.mean([np.asarray(v, dtype=np.float64) for v in correct.values()], axis=0)
+
+
 class VerdictAccuracy(Metric):
     """Accuracy of per-image, per-attribute verdicts under ``prefix`` (``<prefix>/<attribute>``,
     ``<prefix>/mean``), paired image by image; state: per image, the fraction of its attributes
@@ -39,10 +44,9 @@ class VerdictAccuracy(Metric):
         correct = self.verdicts(inputs)
         if correct is None:
             return None
-        flags = np.mean([np.asarray(v, dtype=np.float64) for v in correct.values()], axis=0)
         return MetricScores(
             AttributeAccuracy(correct).metrics(self.prefix), {self.prefix: self.definition(inputs)},
-            {f"{self.prefix}/{name}": verdict for name, verdict in correct.items()}, state=flags,
+            {f"{self.prefix}/{name}": verdict for name, verdict in correct.items()}, state=share_right(correct),
         )
 
     def paired(self, own: np.ndarray, baseline: np.ndarray, settings: PairingSettings) -> dict[str, Any]:

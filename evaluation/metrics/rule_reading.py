@@ -10,7 +10,7 @@ import numpy as np
 
 from evaluation.attributes import AttributeAccuracy
 from evaluation.judge import JUDGE
-from evaluation.metrics.attribute_accuracy import VerdictAccuracy
+from evaluation.metrics.attribute_accuracy import VerdictAccuracy, share_right
 from evaluation.metrics.metric import MetricScores, ScoreInputs
 from evaluation.rule_reader import illegible
 
@@ -41,7 +41,7 @@ class RuleReading(VerdictAccuracy):
         if unread:  # reported, but out of the mean and of the paired test
             kept = {name: flags for name, flags in rule.items() if name not in unread}
             scores.metrics[f"{PREFIX}/mean"] = AttributeAccuracy(kept).mean
-            scores.state = np.mean([np.asarray(v, dtype=np.float64) for v in kept.values()], axis=0)
+            scores.state = share_right(kept)
             scores.params[PREFIX]["not_in_mean"] = unread
         judge = inputs.attribute_accuracy()
         if judge is None:
