@@ -37,7 +37,7 @@ FOREGROUND_CONTRAST = 40.0  # grey levels: below every palette colour's contrast
 CORE_FRACTION = 0.6  # of a quadrant's strongest contrast: pixels the object fully covers
 SHIFTS = (-0.3, 0.0, 0.3)  # pixels, per axis: sub-pixel refinement of the centroid estimate
 RADIUS_SCALES = (0.94, 1.0, 1.06)
-# Measured on 1000 rendered test scenes per layout (tests/unit/evaluation/test_rule_reader.py):
+# Measured on 1000 rendered test scenes per layout (python -m benchmarks.rule_reader_accuracy):
 # every attribute 1.000 at 16 and 32 px, except shape among all five outlines for small objects
 # (radius 0.11 of the side, 1.8 px at 16 px): 0.973, as a cross, a diamond and a circle 3.5 px
 # wide differ in a pixel or two. Five outlines need a radius of at least this many pixels.
