@@ -27,7 +27,7 @@ from open_clip.model import CLIP
 from open_clip.tokenizer import SimpleTokenizer
 
 from mjexp.text.photometric import photometric_jitter
-from mjexp.text.tokens import tokenize_checked
+from mjexp.text.tokens import TokenCache
 
 LOGIT_SCALE_MAX = math.log(100.0)  # open_clip's training clamp of the learned temperature
 
@@ -123,12 +123,12 @@ class TextEncoderModule(L.LightningModule):
         super().__init__()
         self.config = config
         self.clip = CLIP(**model_cfg)
-        self.tokenizer = SimpleTokenizer(context_length=config.context_length)
+        tokenizer = SimpleTokenizer(context_length=config.context_length)
+        self._token_ids = TokenCache(tokenizer, config.context_length, 0, "domain CLIP")
         self.loss = MultiPositiveClipLoss()
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
-        ids = tokenize_checked(self.tokenizer, texts, self.config.context_length, 0, "domain CLIP")
-        return ids.to(self.device)
+        return self._token_ids(texts).to(self.device)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         ids = self.tokenize(batch["text"])
