@@ -158,7 +158,7 @@ class TrainerConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
-    max_steps: int = 1500
+    max_steps: int = 1800  # with data.batch_size 32: the default experiment within the demo budget (docs/results/2026-12-04-demo-in-ten-minutes.md)
     val_check_interval: int = 250
     log_every_n_steps: int = 10
     gradient_clip_val: float = 1.0

@@ -28,9 +28,10 @@ def tokenize_checked(
 class TokenCache:
     """:func:`tokenize_checked` that remembers each prompt's ids.
 
-    Training captions repeat from batch to batch, and open_clip's tokenizer is pure Python: on the
-    default shapes data it took about a third of each domain-CLIP training step on 2 CPU cores
-    (profile in docs/performance.md). The ids are the tokenizer's own, so training is unchanged.
+    Training captions repeat from batch to batch, and open_clip's tokenizer is pure Python: caching
+    its ids made a domain-CLIP training step on the demo's data 11% faster on 2 CPU cores
+    (``python -m benchmarks.domain_clip_training``; BENCHMARKS.md). The ids are the tokenizer's own,
+    so the trained weights are identical.
     Bounded: it starts over after ``max_prompts`` distinct prompts (large caption sets).
     """
 

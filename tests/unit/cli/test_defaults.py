@@ -53,7 +53,7 @@ def test_training_builds_the_api_defaults() -> None:
     cfg = composed("train")
     settings = build(DiffusionSettings, cfg.diffusion)
     assert settings == DiffusionSettings() and settings.parameterization == "v"
-    assert build(OptimSettings, cfg.optim, total_steps=cfg.trainer.max_steps) == OptimSettings(total_steps=1500)
+    assert build(OptimSettings, cfg.optim, total_steps=cfg.trainer.max_steps) == OptimSettings(total_steps=1800)
     assert build(UNetSpec, cfg.unet) == UNetSpec()
     assert build(DomainClipConfig, cfg.text_encoder) == DomainClipConfig()
     assert build(SuperResolution, cfg.sr, resolution=16) == SuperResolution(resolution=16)
@@ -74,7 +74,7 @@ def test_every_data_set_loads_with_the_api_defaults(data: str, api_default) -> N
     cli, api = build_datamodule(cfg.data), api_default()
     assert type(cli) is type(api) and cli.settings == api.settings
     if data == "shapes":
-        assert (api.resolution, api.batch_size, api.settings.train_size, api.holdout) == (16, 64, 20000, [])
+        assert (api.resolution, api.batch_size, api.settings.train_size, api.holdout) == (16, 32, 20000, [])
     # The module takes its settings, not a second list of fields with their own defaults.
     assert list(inspect.signature(type(api)).parameters) == ["settings"]
 
