@@ -18,7 +18,6 @@ from typing import Sequence
 from unittest import mock
 
 import torch
-from open_clip.tokenizer import SimpleTokenizer
 
 from mjexp.data.dataset_settings import ShapesSettings
 from mjexp.data.shapes import ShapesDataModule
@@ -30,12 +29,8 @@ from mjexp.text.tokens import tokenize_checked
 class TokenisingEveryStep(TextEncoderModule):
     """The module as it was before the cache: every batch's captions through the tokenizer."""
 
-    def __init__(self, model_cfg: dict, config: DomainClipConfig) -> None:
-        super().__init__(model_cfg, config)
-        self.plain_tokenizer = SimpleTokenizer(context_length=config.context_length)
-
     def tokenize(self, texts: list[str]) -> torch.Tensor:
-        ids = tokenize_checked(self.plain_tokenizer, texts, self.config.context_length, 0, "domain CLIP")
+        ids = tokenize_checked(self._token_ids.tokenizer, texts, self.config.context_length, 0, "domain CLIP")
         return ids.to(self.device)
 
 

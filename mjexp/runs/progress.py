@@ -61,7 +61,7 @@ class TrainingProgress(L.Callback):
             self._bar.start()
 
     def line(self, step: int, total: int, loss: float | None, now: float) -> str:
-        """``step 250/1800 (14%)  loss 0.1234  6.20 steps/s  ETA 4m10s``."""
+        """``step 250/1800 (14%)  loss 0.1234  5.60 steps/s  ETA 4m37s``."""
         first_step, first_time = self._start or (0, now)
         rate = (step - first_step) / (now - first_time) if now > first_time and step > first_step else 0.0
         parts = [f"step {step}/{total} ({100 * step / total:.0f}%)"]
