@@ -38,6 +38,7 @@ class AutoencoderSettings:
     disc_layers: int = 2
     disc_channels: int = 32
     checkpoint_every_n_steps: int = 100
+    seed: int = 0  # the autoencoder's own, so diffusion seeds share one autoencoder
     # The diffusion model trains on the posterior mean (False) or a sample of it (True).
     sample_posterior: bool = False
     # Latents are (z - shift_factor) * scaling_factor. None: estimated on the training data for a

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from diffusers import AutoencoderKL
 
+from mjexp.autoencoder.codec import LatentCodec
+
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 
@@ -31,3 +33,25 @@ def load_autoencoder_kl(path: str, subfolder: str | None = None, allow_download:
             "autoencoder.allow_download=true"
         )
     return AutoencoderKL.from_pretrained(path, subfolder=subfolder, use_safetensors=True)
+
+
+def load_codec(
+    path: str | Path,
+    subfolder: str | None = None,
+    scaling_factor: float | None = None,
+    shift_factor: float | None = None,
+    allow_download: bool = False,
+) -> LatentCodec:
+    """The autoencoder at ``path`` with its latent scaling: the given factors, else its config's
+    (``scaling_factor``, ``shift_factor``; diffusers' defaults 0.18215 and none)."""
+    vae = load_autoencoder_kl(str(path), subfolder, allow_download)
+    scale = scaling_factor if scaling_factor is not None else vae.config.scaling_factor
+    shift = shift_factor if shift_factor is not None else (vae.config.get("shift_factor") or 0.0)
+    return LatentCodec(vae, float(scale), float(shift))
+
+
+def save_codec(codec: LatentCodec, folder: str | Path) -> Path:
+    """``save_pretrained`` with the scaling the diffusion model was trained with in its config."""
+    codec.vae.register_to_config(scaling_factor=codec.scaling_factor, shift_factor=codec.shift_factor or None)
+    codec.vae.save_pretrained(str(folder), safe_serialization=True)
+    return Path(folder)

@@ -35,6 +35,7 @@ GRID_KEYS = {
     "hires.upscaler": "hires.upscaler",
     "hires.guidance_scale": "hires.guidance_scale",
     "hires.noise_aug": "hires.noise_aug",
+    "hires.space": "hires.space",
 }
 def flatten_grid(grid: Any, prefix: str = "") -> dict[str, Any]:
     """``{guidance: {scale: [1, 3]}}`` -> ``{"guidance.scale": [1, 3]}`` (dotted keys pass through)."""

@@ -20,6 +20,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from evaluation.retrieval import RETRIEVAL_THRESHOLD
+from mjexp.autoencoder.autoencoder_settings import AutoencoderSettings
 from mjexp.data.dataset_settings import DATA_SETTINGS
 from mjexp.diffusion.schedules import ScheduleSettings
 from mjexp.diffusion.superres import SuperResolution
@@ -190,6 +191,7 @@ GuidanceConfig = schema_of("GuidanceConfig", Guidance, negative_prompt=(str, "")
 
 # model: the super-resolution model (export folder, .ckpt or mlflow:<run_id>) of hires.upscaler=sr.
 HiresConfig = schema_of("HiresConfig", HiresSettings, model=(Optional[str], None))
+AutoencoderConfig = schema_of("AutoencoderConfig", AutoencoderSettings)
 
 
 @dataclass
@@ -263,6 +265,7 @@ class TrainConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     hires: HiresConfig = field(default_factory=HiresConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 

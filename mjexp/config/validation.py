@@ -11,6 +11,7 @@ from typing import Any, get_args
 
 from omegaconf import DictConfig, OmegaConf
 
+from mjexp.autoencoder.autoencoder_settings import AutoencoderSettings
 from mjexp.config.domain import build
 from mjexp.config.grid import GRID_KEYS, expand_grid, flatten_grid
 from mjexp.config.schema import DATA_SCHEMAS, ROOT_SCHEMAS, TEXT_SCHEMAS
@@ -141,6 +142,8 @@ def _domain_problems(cfg: DictConfig) -> list[str]:
                      lambda: build(OptimSettings, cfg.optim, total_steps=cfg.trainer.max_steps)]
     if _get(cfg, "sr.enabled"):
         builders.append(lambda: build(SuperResolution, cfg.sr, resolution=cfg.data.resolution))
+    if _get(cfg, "autoencoder") is not None:
+        builders.append(lambda: build(AutoencoderSettings, cfg.autoencoder))
     problems = []
     for make in builders:
         try:
@@ -157,17 +160,18 @@ def _cross_field_problems(cfg: DictConfig) -> list[str]:
     problems: list[str] = []
     factor = 2 ** (len(_get(cfg, "unet.channel_mult") or [1]) - 1)
     resolution = _get(cfg, "data.resolution")
+    why = f"the U-Net downsamples {factor}x (unet.channel_mult has {factor.bit_length()} levels)"
+    if _get(cfg, "autoencoder.name") == "kl":  # a pretrained one's factor is checked when it loads
+        latent = 2 ** (len(_get(cfg, "autoencoder.block_out_channels") or [1]) - 1)
+        why = f"the autoencoder downsamples {latent}x (autoencoder.block_out_channels) and then " + why
+        factor *= latent
     if resolution is not None and resolution % factor:
-        problems.append(
-            f"data.resolution={resolution} must be divisible by {factor}: the U-Net downsamples "
-            f"{factor}x (unet.channel_mult has {factor.bit_length()} levels)"
-        )
+        problems.append(f"data.resolution={resolution} must be divisible by {factor}: {why}")
     if _get(cfg, "hires.enabled") and resolution is not None:
         target = round(resolution * _get(cfg, "hires.scale"))
         if target % factor:
             problems.append(
-                f"hires.scale={_get(cfg, 'hires.scale')} gives {target} px, not divisible by the "
-                f"U-Net's downsampling factor {factor}"
+                f"hires.scale={_get(cfg, 'hires.scale')} gives {target} px, not divisible by {factor}: {why}"
             )
     if _get(cfg, "schedule.zero_terminal_snr") and _get(cfg, "diffusion.parameterization") == "eps":
         problems.append(

@@ -145,14 +145,17 @@ class CaptionedImageDataModule(L.LightningDataModule):
         for split in stages.get(stage or "", ("train", "val", "test")):
             self.dataset(split)
 
-    def dataloader(self, split: str, shuffle: bool = False, drop_last: bool = False) -> DataLoader:
-        """A loader over any split; ``shuffle`` gives a :class:`ResumableLoader` seeded by ``seed``.
+    def dataloader(
+        self, split: str, shuffle: bool = False, drop_last: bool = False, dataset: Dataset | None = None
+    ) -> DataLoader:
+        """A loader over any split (or over ``dataset``, a view of it such as its latents);
+        ``shuffle`` gives a :class:`ResumableLoader` seeded by ``seed``.
 
         Every loader gets a seeded generator: starting an epoch then draws its worker seeds from
         it rather than from the global RNG, so validating never shifts the random stream that
         training draws its noise from (and a resumed run matches an uninterrupted one).
         """
-        dataset = self.dataset(split)
+        dataset = self.dataset(split) if dataset is None else dataset
         settings = dict(
             batch_size=fitted_batch_size(self.batch_size, len(dataset)) if drop_last else self.batch_size,
             drop_last=drop_last,

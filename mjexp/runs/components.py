@@ -13,6 +13,10 @@ from typing import Any, Callable, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
+from mjexp.autoencoder.autoencoder_settings import AutoencoderSettings
+from mjexp.autoencoder.codec import LatentCodec
+from mjexp.autoencoder.kl_train import train_autoencoder
+from mjexp.autoencoder.pretrained import load_codec
 from mjexp.config.domain import build
 from mjexp.data.dataset_settings import DATA_SETTINGS
 from mjexp.diffusion.schedules import NoiseSchedule, ScheduleSettings
@@ -107,6 +111,23 @@ def train_or_reuse_domain_clip(text_cfg: Any, datamodule: Any, split: str = "tra
     )
 
 
+def train_or_reuse_autoencoder(autoencoder_cfg: Any, datamodule: Any) -> Path:
+    """Folder of the ``autoencoder=kl`` model for this data (trained now, or reused from the cache)."""
+    settings = build(AutoencoderSettings, autoencoder_cfg)
+    return train_autoencoder(datamodule, settings, datamodule.resolution, settings.seed).resolve()
+
+
+def autoencoder_codec(autoencoder_cfg: Any) -> LatentCodec | None:
+    """The run's autoencoder with its latent scaling, from ``autoencoder.path`` (None in pixel space)."""
+    settings = build(AutoencoderSettings, autoencoder_cfg)
+    if not settings.enabled:
+        return None
+    if settings.path is None:
+        raise ValueError("autoencoder=kl needs its trained folder in autoencoder.path (train_or_reuse_autoencoder)")
+    return load_codec(settings.path, settings.subfolder, settings.scaling_factor, settings.shift_factor,
+                      settings.allow_download)
+
+
 def resolve_package_path(name_or_path: str) -> str:
     """``pkg:<package>/<folder>`` -> that folder inside an installed package (models shipped in wheels)."""
     if not name_or_path.startswith("pkg:"):
@@ -157,11 +178,14 @@ def build_super_resolution(config: Mapping[str, Any]) -> SuperResolution | None:
 
 
 def build_unet(
-    unet_cfg: Any, encoder: TextEncoder, parameterization: str, super_resolution: SuperResolution | None = None
+    unet_cfg: Any, encoder: TextEncoder, parameterization: str, super_resolution: SuperResolution | None = None,
+    channels: int = 3,
 ) -> UNet:
-    """A U-Net whose cross-attention width matches the text encoder; a super-resolution model's
+    """A U-Net whose cross-attention width matches the text encoder and whose ``channels`` match
+    what it diffuses (3 for pixels, the autoencoder's latent channels); a super-resolution model's
     also takes the conditioning image (as many channels as it outputs) and its noise level."""
-    spec = build(UNetSpec, unet_cfg, context_dim=encoder.dim, pooled_dim=encoder.pooled_dim)
+    spec = build(UNetSpec, unet_cfg, context_dim=encoder.dim, pooled_dim=encoder.pooled_dim,
+                 in_channels=channels, out_channels=channels)
     if super_resolution is not None:
         spec.image_channels, spec.noise_level_conditioning = spec.in_channels, True
     return UNet(spec, parameterization=parameterization)
@@ -183,4 +207,6 @@ def describe_sampling(sampling_cfg: Any) -> str:
     if g.negative_prompt:
         guidance.append(f"negative prompt {g.negative_prompt!r}")
     hires = f"hires x{h.scale:g} {h.upscaler} strength {h.strength:g}, {h.steps} steps" if h.enabled else "no hires fix"
+    if h.enabled and h.get("space", "latent") != "latent":
+        hires += f" in {h.space} space"
     return f"{s.name}, {s.steps} steps ({grid}); {', '.join(guidance)}; {hires}"

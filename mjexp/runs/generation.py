@@ -201,6 +201,8 @@ class ManifestWriter(BasePredictionWriter):
                 **self.source,
                 "nfe": prediction["nfe"], "network_evals": prediction["network_evals"],
             }
+            if "decode_seconds" in prediction:  # a latent model's decoding, per image
+                row["decode_seconds"] = prediction["decode_seconds"] / len(prediction["prompt"])
             Image.fromarray(to_png_array(prediction["images"][k])).save(self.folder / "images" / name)
             if "base_images" in prediction:
                 Image.fromarray(to_png_array(prediction["base_images"][k])).save(self.folder / "base" / name)

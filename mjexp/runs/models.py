@@ -28,6 +28,9 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
+from mjexp.autoencoder.codec import LatentCodec
+from mjexp.autoencoder.latent_cache import weights_hash
+from mjexp.autoencoder.pretrained import save_codec
 from mjexp.config.domain import sampling_settings
 from mjexp.diffusion.schedules import NoiseSchedule
 from mjexp.diffusion.superres import SuperResolution
@@ -41,6 +44,7 @@ from mjexp.files.checkpoints import (
     state_mismatch,
 )
 from mjexp.runs.components import (
+    autoencoder_codec,
     build_schedule,
     build_super_resolution,
     build_text_encoder,
@@ -54,6 +58,7 @@ from mjexp.text.base import TextEncoder
 MLFLOW_PREFIX = "mlflow:"  # a checkpoint reference to a run's "export" artifact
 CONFIG_FILE = "config.yaml"
 TEXT_ENCODER_DIR = "text_encoder"
+AUTOENCODER_DIR = "autoencoder"  # latent diffusion: the AutoencoderKL, save_pretrained format
 
 
 @dataclass
@@ -69,9 +74,11 @@ class LoadedModel:
     source: str
     fingerprint: str  # what makes its images (model_fingerprint)
     super_resolution: SuperResolution | None = None
+    codec: LatentCodec | None = None  # the autoencoder of a latent model
 
     @property
     def resolution(self) -> int:
+        """Of the images it makes (pixels, whatever space it diffuses in)."""
         return int(self.config["data"]["resolution"])
 
     def guidance_sampler(
@@ -79,7 +86,7 @@ class LoadedModel:
     ) -> GuidanceSampler:
         """The LightningModule that samples this model (:func:`guidance_sampler`)."""
         return guidance_sampler(
-            self.unet, self.text_encoder, self.schedule, self.resolution, sampling, seed, runtime, sr_model
+            self.unet, self.text_encoder, self.schedule, self.resolution, sampling, seed, runtime, sr_model, self.codec
         )
 
 
@@ -92,6 +99,7 @@ def guidance_sampler(
     seed: int,
     runtime: Runtime,
     sr_model: LoadedModel | None = None,
+    codec: LatentCodec | None = None,
 ) -> GuidanceSampler:
     """The LightningModule that samples these networks with the ``sampler``/``guidance``/``hires``
     settings of ``sampling`` (a config node), items seeded by ``seed``: a loaded model's, or a
@@ -99,7 +107,7 @@ def guidance_sampler(
     sampler, guidance, hires, negative = sampling_settings(sampling)
     return GuidanceSampler(
         unet, text_encoder, schedule, resolution, sampler, guidance, hires, negative,
-        seed=seed, runtime=runtime, sr_model=sr_model,
+        seed=seed, runtime=runtime, sr_model=sr_model, codec=codec,
     )
 
 
@@ -108,7 +116,8 @@ LOCATION_KEYS: tuple[str, ...] = ("path", "cache_dir", "allow_download")
 
 
 def model_fingerprint(
-    unet: torch.nn.Module, text_encoder: TextEncoder, config: Mapping[str, Any], super_resolution: SuperResolution | None
+    unet: torch.nn.Module, text_encoder: TextEncoder, config: Mapping[str, Any], super_resolution: SuperResolution | None,
+    codec: LatentCodec | None = None,
 ) -> str:
     """SHA-256 of everything of a loaded model that shapes its images at a given resolution: every
     tensor of the U-Net and the text encoder (names, dtypes, shapes, bytes) and the config they
@@ -127,6 +136,8 @@ def model_fingerprint(
         "parameterization": config["diffusion"]["parameterization"],
         "super_resolution": None if super_resolution is None else asdict(super_resolution),
     }
+    if codec is not None:  # the decoder makes the images: its weights and the latent scaling
+        sampling["autoencoder"] = [weights_hash(codec), codec.scaling_factor, codec.shift_factor]
     digest.update(json.dumps(sampling, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
@@ -145,8 +156,12 @@ def model_state(unet: torch.nn.Module, text_encoder: TextEncoder) -> dict[str, t
     return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
-def export_model(module: Any, config: Mapping[str, Any], folder: str | Path, domain_clip_path: Path | None) -> Path:
-    """Write an export folder for a trained :class:`~mjexp.diffusion.training_module.DiffusionModule`."""
+def export_model(
+    module: Any, config: Mapping[str, Any], folder: str | Path, domain_clip_path: Path | None,
+    codec: LatentCodec | None = None,
+) -> Path:
+    """Write an export folder for a trained :class:`~mjexp.diffusion.training_module.DiffusionModule`
+    (with ``autoencoder/``, the latent scaling in its config, for a latent model)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for weights in ("ema", "raw"):
@@ -158,6 +173,8 @@ def export_model(module: Any, config: Mapping[str, Any], folder: str | Path, dom
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(domain_clip_path, target)
+    if codec is not None:
+        save_codec(codec, folder / AUTOENCODER_DIR)
     atomic_write(folder / CONFIG_FILE, lambda tmp: tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(dict(config)))))
     return folder
 
@@ -189,13 +206,16 @@ def resolve_reference(ref: str, download_dir: str | Path | None = None) -> Path:
 
 
 def _load_state(path: Path, weights: Weights) -> tuple[dict[str, Any], dict[str, torch.Tensor], Path | None]:
-    """(config, weights with ``unet.``/``text_encoder.`` keys, domain CLIP folder or None)."""
+    """(config, weights with ``unet.``/``text_encoder.`` keys, domain CLIP folder or None); a latent
+    model's export also points its config's ``autoencoder`` at the ``autoencoder/`` folder beside it."""
     if path.is_dir():
         config_file, weights_file = path / CONFIG_FILE, path / f"{weights}.safetensors"
         for needed in (config_file, weights_file):
             if not needed.is_file():
                 raise CheckpointError(f"{path} is not an export folder: {needed.name} is missing")
         config = OmegaConf.to_container(OmegaConf.load(config_file), resolve=True)
+        if (path / AUTOENCODER_DIR).is_dir():  # its config holds the scaling the model was trained with
+            config["autoencoder"].update(path=str(path / AUTOENCODER_DIR), subfolder=None, scaling_factor=None, shift_factor=None)
         clip_dir = path / TEXT_ENCODER_DIR
         return config, load_safetensors(weights_file), clip_dir if clip_dir.is_dir() else None
     checkpoint = load_torch_file(path)
@@ -255,15 +275,18 @@ def load_model(
     encoder = build_text_encoder(config["text_encoder"], domain_clip_path=clip_dir)
     parameterization = config["diffusion"]["parameterization"]
     super_resolution = build_super_resolution(config)
-    unet = build_unet(config["unet"], encoder, parameterization, super_resolution)
+    codec = autoencoder_codec({**(config.get("autoencoder") or {"name": "none"}), "allow_download": allow_download})
+    channels = 3 if codec is None else codec.latent_channels
+    unet = build_unet(config["unet"], encoder, parameterization, super_resolution, channels)
     load_state_strict(unet, {k[5:]: v for k, v in state.items() if k.startswith("unet.")}, "U-Net", str(path))
     if encoder.trainable:
         encoder_state = {k[len("text_encoder.") :]: v for k, v in state.items() if k.startswith("text_encoder.")}
         load_state_strict(encoder, encoder_state, "text encoder", str(path))
-    schedule = build_schedule(config["schedule"], config["data"]["resolution"])
+    size = int(config["data"]["resolution"])
+    schedule = build_schedule(config["schedule"], size if codec is None else codec.latent_size(size, size)[0])
     return LoadedModel(
         unet.eval(), encoder.eval(), schedule, parameterization, config, str(path),
-        model_fingerprint(unet, encoder, config, super_resolution), super_resolution,
+        model_fingerprint(unet, encoder, config, super_resolution, codec), super_resolution, codec,
     )
 
 

@@ -34,6 +34,7 @@ EXPORT_DIR = "export"
 RESUMABLE_CHANGES = (
     "output_dir", "ckpt_path", "name", "evaluate",
     "text_encoder.path", "text_encoder.cache_dir",  # where a domain CLIP is cached, not what it is
+    "autoencoder.path", "autoencoder.cache_dir",  # where a trained autoencoder is cached (autoencoder=kl)
     "trainer.max_steps", "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps",
     "trainer.val_check_interval", "trainer.limit_val_batches", "trainer.num_sanity_val_steps",
     "trainer.sample_every_n_steps", "trainer.enable_progress_bar",

@@ -31,6 +31,7 @@ from evaluation import Scorer, ScoringConfig
 from evaluation.grids import SampleGrid, grid_png
 from evaluation.metrics.rule_reading import AGREEMENT
 from evaluation.prompt_sets import CaptionTemplate, PromptSet
+from mjexp.autoencoder.codec import LatentCodec
 from mjexp.diffusion import random_state
 from mjexp.files.checkpoints import atomic_write
 from mjexp.runs import signals
@@ -95,11 +96,11 @@ class SamplesDuringTraining(L.Callback):
 
     def __init__(
         self, every_n_steps: int, frame: Frame, sampling: DictConfig, seed: int, runtime: Runtime, batch_size: int,
-        resolution: int, folder: Path, tracker: Tracker, judge: Judge | None,
+        resolution: int, folder: Path, tracker: Tracker, judge: Judge | None, codec: LatentCodec | None = None,
     ) -> None:
         self.every_n_steps, self.frame, self.sampling, self.seed = every_n_steps, frame, sampling, seed
         self.runtime, self.batch_size, self.resolution = runtime, batch_size, resolution
-        self.folder, self.tracker, self.judge = folder, tracker, judge
+        self.folder, self.tracker, self.judge, self.codec = folder, tracker, judge, codec
         self._sampler: GuidanceSampler | None = None
         self._last_step: int | None = None
 
@@ -131,7 +132,8 @@ class SamplesDuringTraining(L.Callback):
             if not encoder.trainable:
                 encoder = copy.deepcopy(encoder)
             self._sampler = guidance_sampler(
-                unet, encoder, pl_module.schedule, self.resolution, self.sampling, self.seed, self.runtime
+                unet, encoder, pl_module.schedule, self.resolution, self.sampling, self.seed, self.runtime,
+                codec=self.codec,
             ).to(pl_module.device)
         return self._sampler
 
@@ -172,7 +174,8 @@ def frame_sampling(cfg: DictConfig) -> DictConfig:
 
 
 def samples_during_training(
-    cfg: DictConfig, datamodule: Any, tracker: Tracker, output_dir: Path, conditioning: Path | None
+    cfg: DictConfig, datamodule: Any, tracker: Tracker, output_dir: Path, conditioning: Path | None,
+    codec: LatentCodec | None = None,
 ) -> SamplesDuringTraining | None:
     """The callback of ``trainer.sample_every_n_steps`` (None when it is 0, and in the other
     processes of a distributed run), with the judge trained (or reused) now, before the diffusion
@@ -208,5 +211,5 @@ def samples_during_training(
     folder = output_dir / SAMPLES_DIR
     return SamplesDuringTraining(
         every, frame, sampling, cfg.eval.seed, Runtime(cfg.eval.precision), cfg.eval.batch_size,
-        int(cfg.data.resolution), folder, tracker, judge,
+        int(cfg.data.resolution), folder, tracker, judge, codec,
     )

@@ -20,6 +20,9 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
+from mjexp.autoencoder.codec import LatentCodec
+from mjexp.autoencoder.kl_train import read_metrics as read_autoencoder_metrics
+from mjexp.autoencoder.latent_data import LATENTS_DIR, LatentDataModule
 from mjexp.config import validate
 from mjexp.config.domain import build
 from mjexp.data.requirements import check_evaluation_data, check_judge_data, check_training_data, enforce
@@ -34,6 +37,8 @@ from mjexp.runs import signals
 from mjexp.runs.checkpointing import StepCheckpoint
 from mjexp.runs.command import in_multirun
 from mjexp.runs.components import (
+    autoencoder_codec,
+    train_or_reuse_autoencoder,
     build_datamodule,
     build_schedule,
     build_super_resolution,
@@ -94,15 +99,44 @@ def build_trainer(
     )
 
 
-def build_module(cfg: DictConfig, encoder: Any, run_config: dict[str, Any]) -> DiffusionModule:
-    schedule = build_schedule(cfg.schedule, cfg.data.resolution)
+def build_module(cfg: DictConfig, encoder: Any, run_config: dict[str, Any], codec: LatentCodec | None = None) -> DiffusionModule:
+    """The diffusion model; with an autoencoder it diffuses ``codec``'s latents (channels and grid)."""
+    size = cfg.data.resolution if codec is None else codec.latent_size(cfg.data.resolution, cfg.data.resolution)[0]
+    schedule = build_schedule(cfg.schedule, size)
     super_resolution = build_super_resolution(cfg)
-    unet = build_unet(cfg.unet, encoder, cfg.diffusion.parameterization, super_resolution)
+    channels = 3 if codec is None else codec.latent_channels
+    unet = build_unet(cfg.unet, encoder, cfg.diffusion.parameterization, super_resolution, channels)
     return DiffusionModule(
         unet, encoder, schedule, build(DiffusionSettings, cfg.diffusion),
         optim=build(OptimSettings, cfg.optim, total_steps=cfg.trainer.max_steps),
         run_config=run_config, super_resolution=super_resolution,
     )
+
+
+def autoencoder_stages(
+    cfg: DictConfig, datamodule: Any, tracker: Tracker, clock: StageClock, resolved: dict[str, Any]
+) -> tuple[LatentCodec | None, Any]:
+    """Latent diffusion's first stages: the autoencoder (``kl``: trained or reused, its folder
+    recorded in ``resolved`` so a ``.ckpt`` finds it) and the training latents (encoded once per
+    autoencoder and data). Returns the codec (None in pixel space) and what the diffusion model trains on."""
+    if cfg.autoencoder.name == "none":
+        return None, datamodule
+    if cfg.autoencoder.name == "kl" and cfg.autoencoder.path is None:
+        print("Autoencoder: AutoencoderKL (trained on the train split, or reused from the cache)...")
+        with clock.stage("autoencoder"):
+            folder = train_or_reuse_autoencoder(cfg.autoencoder, datamodule)
+        metrics = read_autoencoder_metrics(folder)
+        tracker.log_metrics({"autoencoder/val_psnr": metrics["val_psnr"], "autoencoder/scaling_factor": metrics["scaling_factor"]})
+        print(f"  {folder.name}: val PSNR {metrics['val_psnr']:.2f} dB, scaling factor {metrics['scaling_factor']:.4f}, "
+              f"{metrics['parameters']:,} parameters")
+        resolved["autoencoder"]["path"] = str(folder)
+    codec = autoencoder_codec(resolved["autoencoder"])
+    size = codec.latent_size(cfg.data.resolution, cfg.data.resolution)
+    print(f"  latents: {codec.latent_channels} x {size[0]} x {size[1]} (f={codec.factor}), scaling factor {codec.scaling_factor:.4f}")
+    latents = LatentDataModule(datamodule, codec, Path(cfg.autoencoder.cache_dir) / LATENTS_DIR, cfg.autoencoder.sample_posterior)
+    with clock.stage("encoding latents"):
+        latents.encode()
+    return codec, latents
 
 
 def first_and_last(tracker: Tracker, key: str) -> tuple[float, float] | None:
@@ -189,30 +223,31 @@ def train_in_folder(
             tracker.log_metrics({"text_encoder/val_retrieval_top1": clip_metrics["val_retrieval_top1"]})
             print(f"  {clip_path.name}: val image->text retrieval top-1 {clip_metrics['val_retrieval_top1']:.3f}")
             resolved["text_encoder"]["path"] = str(clip_path.resolve())  # a .ckpt works from any folder
+        codec, fit_data = autoencoder_stages(cfg, datamodule, tracker, clock, resolved)
         encoder = build_text_encoder(cfg.text_encoder, domain_clip_path=clip_path)
         # trainer.sample_every_n_steps: its judge is trained (or reused) before the model trains.
         with clock.stage("judge and reference") if cfg.trainer.sample_every_n_steps else contextlib.nullcontext():
-            samples = samples_during_training(cfg, datamodule, tracker, output_dir, clip_path)
+            samples = samples_during_training(cfg, datamodule, tracker, output_dir, clip_path, codec)
         # Seeded again: training a domain CLIP (or the judge) moves random states that reusing its
         # cached copy does not, and the model must not depend on the cache.
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-        module = build_module(cfg, encoder, resolved)
+        module = build_module(cfg, encoder, resolved, codec)
         if cfg.trainer.compile:
             module.unet.compile()  # in place: parameter names (checkpoints, EMA, export) are unchanged
         trainer = build_trainer(cfg, output_dir, SafeMLFlowLogger(tracker), [samples] if samples else [])
         with clock.stage("diffusion training"):
             if resume is None:
                 # A step-0 validation gives the untrained baseline that the final val/loss is judged against.
-                trainer.validate(module, datamodule=datamodule, verbose=False)
+                trainer.validate(module, datamodule=fit_data, verbose=False)
             with signals.deferred():  # a stop signal: a checkpoint at the current step (StepCheckpoint)
-                trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume.checkpoint) if resume else None)
+                trainer.fit(module, datamodule=fit_data, ckpt_path=str(resume.checkpoint) if resume else None)
             validated = next(c for c in trainer.callbacks if isinstance(c, ValidationSteps)).steps
             if trainer.global_step not in validated:  # val/loss at the end, not only at the last multiple of the interval
-                trainer.validate(module, datamodule=datamodule, verbose=False)
+                trainer.validate(module, datamodule=fit_data, verbose=False)
         if not trainer.is_global_zero:
             return {}
 
-        export_dir = export_model(module, resolved, output_dir / EXPORT_DIR, clip_path)
+        export_dir = export_model(module, resolved, output_dir / EXPORT_DIR, clip_path, codec)
         tracker.log_artifact(export_dir, "export")
         results = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.as_tensor(v).numel() == 1}
         if cfg.evaluate and not cfg.eval.grid:
@@ -236,7 +271,7 @@ def print_summary(tracker: Tracker, output_dir: Path, export_dir: Path, clock: S
         "",
         "Done.",
         f"  MLflow:  {tracker.ui_hint}",
-        f"  Weights: {export_dir} (ema.safetensors, raw.safetensors, config.yaml)",
+        f"  Weights: {export_dir} ({', '.join(sorted(p.name + ('/' if p.is_dir() else '') for p in export_dir.iterdir()))})",
         f"  Outputs: {output_dir}",
         f"  Stages:  {clock.line()}",
     ]

@@ -11,11 +11,13 @@ index, sample index), so images do not depend on batch size or the number of pro
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
 import lightning as L
 import torch
 
+from mjexp.autoencoder.codec import LatentCodec
 from mjexp.diffusion.schedules import NoiseSchedule
 from mjexp.diffusion.superres import SuperResolution
 from mjexp.diffusion.unet import UNet
@@ -53,7 +55,10 @@ class GuidanceSampler(L.LightningModule):
         seed: int = 0,
         runtime: Runtime | None = None,
         sr_model: SRModel | None = None,
+        codec: LatentCodec | None = None,
     ) -> None:
+        """``resolution``: of the images, in pixels; with a ``codec`` (latent diffusion) the model
+        samples the latent grid and the images are decoded before they leave this module."""
         super().__init__()
         if unet.spec.image_channels:
             raise ValueError(
@@ -61,11 +66,18 @@ class GuidanceSampler(L.LightningModule):
                 "sample with a base model as ckpt and pass this one as hires.model with hires=sr"
             )
         hires = hires or HiresSettings()
+        if codec is not None and hires.uses_sr:
+            raise ValueError(
+                "hires.upscaler=sr refines pixels with a pixel-space super-resolution model; a latent model "
+                "(autoencoder) upscales with hires.space=latent or pixel and an interpolating upscaler"
+            )
         check_sr_model(hires, None if sr_model is None else sr_model.super_resolution)
         self.unet = unet.eval().requires_grad_(False)
         self.text_encoder = text_encoder.eval().requires_grad_(False)
         self.schedule = schedule
         self.resolution = resolution
+        self.codec = codec
+        self.sample_size = resolution if codec is None else codec.latent_size(resolution, resolution)[0]
         self.sampler = sampler
         self.guidance = guidance
         self.hires = hires
@@ -109,17 +121,25 @@ class GuidanceSampler(L.LightningModule):
                 {"text": self.sr_text_encoder.encode(prompts).to(self.device)}, sr_uncond, self.sr_settings,
             )
         dtype = next(self.unet.parameters()).dtype
-        noise = ItemNoise(self.seed, tuple(items), (self.unet.spec.in_channels, self.resolution, self.resolution),
+        noise = ItemNoise(self.seed, tuple(items), (self.unet.spec.in_channels, self.sample_size, self.sample_size),
                           dtype=dtype, device=self.device)
         with self.runtime.autocast(self.device):
             result = hires_fix(
                 Denoiser(self.network, self.schedule, self.unet.parameterization), noise, {"text": text}, uncond,
-                sampler=self.sampler, guidance=self.guidance, hires=self.hires, sr=sr,
+                sampler=self.sampler, guidance=self.guidance, hires=self.hires, sr=sr, codec=self.codec,
             )
-        out = {"images": result.images.float().clamp(-1, 1), "nfe": result.nfe, "network_evals": result.network_evals}
+        start = time.perf_counter()
+        out = {"images": self.pixels(result.images), "nfe": result.nfe, "network_evals": result.network_evals}
         if result.base_images is not None:
-            out["base_images"] = result.base_images.float().clamp(-1, 1)
+            out["base_images"] = self.pixels(result.base_images)
+        if self.codec is not None:  # decoding's share of the batch's time (a pixel-space hires pass's round trip not included)
+            out["decode_seconds"] = time.perf_counter() - start
         return out
+
+    def pixels(self, samples: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] from what the model sampled (decoded first in latent space)."""
+        images = samples.float() if self.codec is None else self.codec.decode(samples.float())
+        return images.clamp(-1, 1)
 
     def unconditional(self, encoder: TextEncoder, batch_size: int) -> TextEmbedding:
         """``encoder``'s null (or negative-prompt) embedding for the unconditional branch."""

@@ -22,6 +22,7 @@ from typing import Callable, Literal
 import torch
 import torch.nn.functional as F
 
+from mjexp.autoencoder.codec import LatentCodec
 from mjexp.diffusion.schedules import NoiseSchedule, SamplingSigmas
 from mjexp.diffusion.superres import SuperResolution, noise_augment, upsample_condition
 from mjexp.sampling.denoiser import Cond, Denoiser
@@ -36,6 +37,8 @@ from mjexp.sampling.samplers import (
 )
 
 UpscaleMode = Literal["nearest", "bilinear", "bicubic"]
+HiresSpace = Literal["latent", "pixel"]
+SPACES = ("latent", "pixel")
 Upscaler = Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]
 """``upscaler(images (B, C, h, w), (H, W)) -> images (B, C, H, W)``: any resizing function."""
 
@@ -58,6 +61,9 @@ class HiresSettings:
     steps: int = 10
     guidance_scale: float | None = None
     noise_aug: float | None = None
+    # A latent model's upscale: of the latents ("latent"), or decode, upscale the pixels and encode
+    # the posterior mean ("pixel"); both are offered by the tools people use. Pixel models ignore it.
+    space: HiresSpace = "latent"
 
     def __post_init__(self) -> None:
         if not self.scale >= 1:
@@ -72,6 +78,8 @@ class HiresSettings:
             raise ValueError(f"hires.steps must be >= 1, got {self.steps}")
         if self.guidance_scale is not None and not self.guidance_scale >= 0:
             raise ValueError(f"hires.guidance_scale must be >= 0, got {self.guidance_scale}")
+        if self.space not in SPACES:
+            raise ValueError(f"hires.space={self.space!r} is not one of {', '.join(SPACES)}")
         if self.noise_aug is not None and not 0 <= self.noise_aug <= 1:
             raise ValueError(f"hires.noise_aug must be in [0, 1], got {self.noise_aug}")
 
@@ -158,8 +166,11 @@ def hires_fix(
     guidance: Guidance = Guidance(),
     hires: HiresSettings = HiresSettings(),
     sr: SRStage | None = None,
+    codec: LatentCodec | None = None,
 ) -> SampleResult:
     """Two-stage generation; the result keeps the base images and sums both stages' costs.
+
+    ``codec``: a latent model's autoencoder, which ``hires.space="pixel"`` upscales through.
 
     ``sr`` is used only when ``hires.upscaler="sr"`` (which needs it); other upscalers run the
     second pass with ``denoiser``, so one setup can compare both on the same noise.
@@ -177,6 +188,10 @@ def hires_fix(
         cond = {**sr.cond, **image}
         uncond = None if sr.uncond is None else {**sr.uncond, **image}
         upscaled = upsample_condition(base.images, size)
+    elif codec is not None and hires.space == "pixel":
+        pixels = codec.decode(base.images.float())
+        target = (size[0] * codec.factor, size[1] * codec.factor)
+        upscaled = codec.encode(upscale(pixels, target, hires.upscaler)).to(base.images.dtype)
     else:
         upscaled = upscale(base.images, size, hires.upscaler)
     second = replace(sampler, steps=hires.steps)

@@ -64,6 +64,8 @@ def record_setting(
     if sampling.hires.enabled:
         h = sampling.hires
         hires = f"x{h.scale} {h.upscaler} strength={h.strength} steps={h.steps}"
+        if loaded.codec is not None:
+            hires += f" space={h.space}"
         if h.upscaler == SR:
             hires += f" noise_aug={sr.noise_aug if h.noise_aug is None else h.noise_aug}"
     return {
@@ -217,6 +219,8 @@ class GridEvaluation:
             "nfe": nfe,
             "network_evals": network_evals,
         }
+        if "decode_seconds" in rows[0]:  # a latent model: the decoder's share of generation_seconds
+            costs["decode_seconds"] = sum(row["decode_seconds"] for row in rows)
         result.metrics.update(metrics)
         sr = self.sr_model.super_resolution if self.sr_model else None
         record = make_record(record_setting(self.loaded, sampling, nfe, network_evals, sr), costs, result)

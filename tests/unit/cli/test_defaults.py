@@ -13,6 +13,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from mjexp.autoencoder.autoencoder_settings import AutoencoderSettings
 from mjexp.config import register_configs, schema
 from mjexp.config.domain import build, sampling_settings
 from mjexp.data.cifar import CIFAR10DataModule
@@ -57,6 +58,7 @@ def test_training_builds_the_api_defaults() -> None:
     assert build(UNetSpec, cfg.unet) == UNetSpec()
     assert build(DomainClipConfig, cfg.text_encoder) == DomainClipConfig()
     assert build(SuperResolution, cfg.sr, resolution=16) == SuperResolution(resolution=16)
+    assert build(AutoencoderSettings, cfg.autoencoder) == AutoencoderSettings() and cfg.autoencoder.name == "none"
     assert DiffusionModule.__init__.__defaults__[0] is None  # settings=None: DiffusionSettings()
 
 
@@ -102,7 +104,7 @@ def test_a_schema_holds_its_domain_fields_once() -> None:
         (schema.UNetConfig, UNetSpec, ("in_channels", "out_channels", "image_channels", "noise_level_conditioning",
                                        "context_dim", "pooled_dim")),
         (schema.SuperResolutionConfig, SuperResolution, ("resolution",)),
-        (schema.ScheduleConfig, ScheduleSettings, ()),
+        (schema.ScheduleConfig, ScheduleSettings, ()), (schema.AutoencoderConfig, AutoencoderSettings, ()),
         *((schema.DATA_SCHEMAS[name], settings, ()) for name, settings in DATA_SETTINGS.items()),
     ]
     assert DATA_SETTINGS.keys() == schema.DATA_SCHEMAS.keys() == DATA_MODULES.keys()
