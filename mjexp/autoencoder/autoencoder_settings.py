@@ -29,7 +29,7 @@ class AutoencoderSettings:
     norm_num_groups: int = 8
     # Training recipe (name=kl): L1 reconstruction summed over pixels, KL to N(0, I) weighted by
     # kl_weight (1e-6 in Stable Diffusion's kl-f8), a PatchGAN hinge loss from disc_start on.
-    steps: int = 400
+    steps: int = 300
     batch_size: int = 32
     lr: float = 1e-3
     kl_weight: float = 1e-6

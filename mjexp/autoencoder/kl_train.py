@@ -46,6 +46,7 @@ RECIPE_FIELDS = (
     "block_out_channels", "layers_per_block", "latent_channels", "norm_num_groups", "steps", "batch_size",
     "lr", "kl_weight", "disc_start", "disc_weight", "disc_layers", "disc_channels",
 )
+PROGRESS_EVERY = 50  # updates between progress lines
 SCALING_IMAGES = 2048  # training images whose latents set the scaling factor
 
 
@@ -133,6 +134,26 @@ def _loader(data: Any, split: str, batch_size: int, seed: int, train: bool) -> D
     return DataLoader(dataset, batch_size=batch_size, shuffle=train, drop_last=train, collate_fn=collate, generator=generator)
 
 
+class _Progress(L.Callback):
+    """A line every ``n`` updates: loss, PSNR, speed and time left (no terminal bar: logs stay readable)."""
+
+    def __init__(self, n: int):
+        self.n, self.start, self.first = n, 0.0, 0
+
+    def on_train_start(self, trainer: L.Trainer, module: AutoencoderModule) -> None:
+        self.start, self.first = time.perf_counter(), int(module.updates)
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: AutoencoderModule, *args: Any) -> None:
+        done, total = int(module.updates), module.settings.steps
+        if done % self.n and done != total:
+            return
+        rate = (done - self.first) / max(time.perf_counter() - self.start, 1e-9)
+        metrics = trainer.callback_metrics
+        print(f"  autoencoder step {done}/{total}  loss {float(metrics['autoencoder/loss']):.1f}  "
+              f"PSNR {float(metrics['autoencoder/psnr']):.1f} dB  {rate:.2f} steps/s  "
+              f"ETA {int((total - done) / max(rate, 1e-9))} s", flush=True)
+
+
 class _SaveEveryNUpdates(L.Callback):
     """``last.ckpt`` every ``n`` autoencoder updates (atomic, through SafeCheckpointIO)."""
 
@@ -157,11 +178,11 @@ def _fit(data: Any, settings: AutoencoderSettings, resolution: int, seed: int, s
             max_epochs=-1,
             logger=False,
             enable_checkpointing=False,
-            enable_progress_bar=True,
+            enable_progress_bar=False,
             enable_model_summary=False,
             default_root_dir=str(partial),
             plugins=[SafeCheckpointIO()],
-            callbacks=[_SaveEveryNUpdates(resume, settings.checkpoint_every_n_steps)],
+            callbacks=[_SaveEveryNUpdates(resume, settings.checkpoint_every_n_steps), _Progress(PROGRESS_EVERY)],
         )
         if resume.is_file():
             log.info("continuing the autoencoder's training from %s", resume)

@@ -25,14 +25,16 @@ def load_autoencoder_kl(path: str, subfolder: str | None = None, allow_download:
                     f"autoencoder.path={path}{'/' + subfolder if subfolder else ''} has no {name}: expected a folder "
                     f"written by AutoencoderKL.save_pretrained{hint}"
                 )
-        return AutoencoderKL.from_pretrained(str(local), subfolder=subfolder, local_files_only=True, use_safetensors=True)
+        return AutoencoderKL.from_pretrained(
+            str(local), subfolder=subfolder, local_files_only=True, use_safetensors=True, low_cpu_mem_usage=False
+        )
     if not allow_download:
         raise FileNotFoundError(
             f"autoencoder.path={path!r} is not a local folder and downloads are off: download it on a machine "
             f"with internet (huggingface-cli download {path}) and pass the folder, or set "
             "autoencoder.allow_download=true"
         )
-    return AutoencoderKL.from_pretrained(path, subfolder=subfolder, use_safetensors=True)
+    return AutoencoderKL.from_pretrained(path, subfolder=subfolder, use_safetensors=True, low_cpu_mem_usage=False)
 
 
 def load_codec(

@@ -51,6 +51,15 @@ def flatten_grid(grid: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def eval_settings(eval_cfg: Any) -> list[dict[str, Any]]:
+    """The settings an evaluation runs: ``eval.grid``'s product, then each of ``eval.extra_grids``'s
+    (a setting listed twice runs once, where it first appears)."""
+    settings: list[dict[str, Any]] = []
+    for grid in [eval_cfg.grid, *(eval_cfg.get("extra_grids") or [])]:
+        settings += [s for s in expand_grid(grid) if s not in settings]
+    return settings
+
+
 def expand_grid(grid: Any) -> list[dict[str, Any]]:
     """Cartesian product of ``{key: [values]}``, keys normalised to config paths."""
     grid = flatten_grid(grid)

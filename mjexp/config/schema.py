@@ -214,6 +214,9 @@ class EvalConfig:
     # Sampling settings to sweep, e.g. {guidance: {scale: [1, 3]}, sampler: [ddim, dpmpp_2m]}.
     # Command-line overrides merge into it (eval.grid.guidance.scale=[1,2] replaces one axis).
     grid: dict[str, Any] = field(default_factory=dict)
+    # More settings after the grid's, each a grid of its own (a product over its keys), e.g. one
+    # hires setting beside a guidance sweep: [{guidance: {scale: [3]}, hires: {enabled: [true]}}].
+    extra_grids: list[dict[str, Any]] = field(default_factory=list)
     # A set in evaluation/prompts, a .jsonl path, "data" (the reference split's captions) or "auto":
     # the built-in set written in the model's caption form and vocabulary, else "data".
     prompt_set: str = "auto"

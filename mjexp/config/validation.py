@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mjexp.autoencoder.autoencoder_settings import AutoencoderSettings
 from mjexp.config.domain import build
-from mjexp.config.grid import GRID_KEYS, expand_grid, flatten_grid
+from mjexp.config.grid import GRID_KEYS, eval_settings, flatten_grid
 from mjexp.config.schema import DATA_SCHEMAS, ROOT_SCHEMAS, TEXT_SCHEMAS
 from mjexp.data.dataset_settings import DATA_SETTINGS, caption_noise_problems
 from mjexp.diffusion.schedules import ScheduleSettings
@@ -28,8 +28,8 @@ class ConfigError(ValueError):
     """A config value that cannot work; the message names the full key."""
 
 
-# Free-form nodes: eval.grid is checked by mjexp.config.grid.expand_grid; the others hold user-named entries.
-FREE_FORM = ("hydra", "eval.grid", "eval.weights_paths")
+# Free-form nodes: eval.grid and eval.extra_grids are checked by mjexp.config.grid.eval_settings; the others hold user-named entries.
+FREE_FORM = ("hydra", "eval.grid", "eval.extra_grids", "eval.weights_paths")
 
 
 def _reference(cfg: DictConfig) -> DictConfig:
@@ -118,7 +118,7 @@ def validate(cfg: DictConfig) -> None:
     # Training evaluates only when a grid is given; `mjexp.eval` (no `evaluate` key) needs one.
     if grid is not None and (grid or _get(cfg, "evaluate") is None):
         try:
-            expand_grid(grid)
+            eval_settings(cfg.eval)
         except ValueError as error:
             problems.append(str(error))
     if problems:

@@ -21,8 +21,6 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from mjexp.autoencoder.codec import LatentCodec
-from mjexp.autoencoder.kl_train import read_metrics as read_autoencoder_metrics
-from mjexp.autoencoder.latent_data import LATENTS_DIR, LatentDataModule
 from mjexp.config import validate
 from mjexp.config.domain import build
 from mjexp.data.requirements import check_evaluation_data, check_judge_data, check_training_data, enforce
@@ -37,8 +35,6 @@ from mjexp.runs import signals
 from mjexp.runs.checkpointing import StepCheckpoint
 from mjexp.runs.command import in_multirun
 from mjexp.runs.components import (
-    autoencoder_codec,
-    train_or_reuse_autoencoder,
     build_datamodule,
     build_schedule,
     build_super_resolution,
@@ -48,6 +44,7 @@ from mjexp.runs.components import (
     train_or_reuse_domain_clip,
 )
 from mjexp.runs.eval_run.grid_evaluation import evaluate_grid
+from mjexp.runs.latent_stages import autoencoder_stages
 from mjexp.runs.eval_run.prompts import load_prompts, prompt_params
 from mjexp.runs.models import export_model
 from mjexp.runs.progress import TrainingProgress, ValidationSteps
@@ -111,32 +108,6 @@ def build_module(cfg: DictConfig, encoder: Any, run_config: dict[str, Any], code
         optim=build(OptimSettings, cfg.optim, total_steps=cfg.trainer.max_steps),
         run_config=run_config, super_resolution=super_resolution,
     )
-
-
-def autoencoder_stages(
-    cfg: DictConfig, datamodule: Any, tracker: Tracker, clock: StageClock, resolved: dict[str, Any]
-) -> tuple[LatentCodec | None, Any]:
-    """Latent diffusion's first stages: the autoencoder (``kl``: trained or reused, its folder
-    recorded in ``resolved`` so a ``.ckpt`` finds it) and the training latents (encoded once per
-    autoencoder and data). Returns the codec (None in pixel space) and what the diffusion model trains on."""
-    if cfg.autoencoder.name == "none":
-        return None, datamodule
-    if cfg.autoencoder.name == "kl" and cfg.autoencoder.path is None:
-        print("Autoencoder: AutoencoderKL (trained on the train split, or reused from the cache)...")
-        with clock.stage("autoencoder"):
-            folder = train_or_reuse_autoencoder(cfg.autoencoder, datamodule)
-        metrics = read_autoencoder_metrics(folder)
-        tracker.log_metrics({"autoencoder/val_psnr": metrics["val_psnr"], "autoencoder/scaling_factor": metrics["scaling_factor"]})
-        print(f"  {folder.name}: val PSNR {metrics['val_psnr']:.2f} dB, scaling factor {metrics['scaling_factor']:.4f}, "
-              f"{metrics['parameters']:,} parameters")
-        resolved["autoencoder"]["path"] = str(folder)
-    codec = autoencoder_codec(resolved["autoencoder"])
-    size = codec.latent_size(cfg.data.resolution, cfg.data.resolution)
-    print(f"  latents: {codec.latent_channels} x {size[0]} x {size[1]} (f={codec.factor}), scaling factor {codec.scaling_factor:.4f}")
-    latents = LatentDataModule(datamodule, codec, Path(cfg.autoencoder.cache_dir) / LATENTS_DIR, cfg.autoencoder.sample_posterior)
-    with clock.stage("encoding latents"):
-        latents.encode()
-    return codec, latents
 
 
 def first_and_last(tracker: Tracker, key: str) -> tuple[float, float] | None:

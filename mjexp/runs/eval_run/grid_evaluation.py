@@ -26,7 +26,7 @@ from evaluation.metrics import PairingSettings, add_paired_comparisons
 from evaluation.metrics.attribute_accuracy import AttributeAccuracyMetric
 from evaluation.prompt_sets import PromptSet
 from mjexp.config.domain import sampling_settings
-from mjexp.config.grid import expand_grid
+from mjexp.config.grid import eval_settings
 from mjexp.data.requirements import check_evaluation_data, enforce
 from mjexp.diffusion.superres import SuperResolution
 from mjexp.runs.components import build_datamodule, describe_sampling
@@ -117,7 +117,7 @@ class GridEvaluation:
     ) -> None:
         self.cfg, self.tracker, self.out_dir = cfg, tracker, Path(out_dir)
         self.ends_training = ends_training
-        self.settings = expand_grid(cfg.eval.grid)
+        self.settings = eval_settings(cfg.eval)
         # Every setting must be valid before anything runs.
         hires = [sampling_settings(apply_overrides(cfg, overrides))[2] for overrides in self.settings]
         # Downloads as the user allows them: eval.allow_download, or a training's own text_encoder setting.
