@@ -46,6 +46,9 @@ class AutoencoderSettings:
     # pretrained one.
     scaling_factor: float | None = None
     shift_factor: float | None = None
+    # Encoder and decoder under bfloat16 autocast when they run for the diffusion model (encoding
+    # the training latents, decoding samples); training the autoencoder is unaffected.
+    bf16: bool = False
     # name=pretrained: a folder (or hub id, with allow_download=true) and its subfolder.
     path: str | None = None
     subfolder: str | None = None

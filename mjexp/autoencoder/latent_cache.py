@@ -32,8 +32,11 @@ ENCODE_BATCH = 64
 
 
 def weights_hash(codec: LatentCodec) -> str:
-    """SHA-256 of the autoencoder's config and weights (what its latents depend on)."""
-    digest = hashlib.sha256(json.dumps(dict(codec.vae.config), sort_keys=True, default=str).encode())
+    """SHA-256 of the autoencoder's config and weights (what its latents depend on); the config's
+    bookkeeping (``_name_or_path``, ``_diffusers_version``, ...) is left out, so a copy loaded from
+    another folder is the same autoencoder."""
+    config = {k: v for k, v in dict(codec.vae.config).items() if not k.startswith("_")}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     for name, tensor in sorted(codec.vae.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())

@@ -43,13 +43,14 @@ def load_codec(
     scaling_factor: float | None = None,
     shift_factor: float | None = None,
     allow_download: bool = False,
+    bf16: bool = False,
 ) -> LatentCodec:
     """The autoencoder at ``path`` with its latent scaling: the given factors, else its config's
     (``scaling_factor``, ``shift_factor``; diffusers' defaults 0.18215 and none)."""
     vae = load_autoencoder_kl(str(path), subfolder, allow_download)
     scale = scaling_factor if scaling_factor is not None else vae.config.scaling_factor
     shift = shift_factor if shift_factor is not None else (vae.config.get("shift_factor") or 0.0)
-    return LatentCodec(vae, float(scale), float(shift))
+    return LatentCodec(vae, float(scale), float(shift), bf16)
 
 
 def save_codec(codec: LatentCodec, folder: str | Path) -> Path:

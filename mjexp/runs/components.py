@@ -125,7 +125,7 @@ def autoencoder_codec(autoencoder_cfg: Any) -> LatentCodec | None:
     if settings.path is None:
         raise ValueError("autoencoder=kl needs its trained folder in autoencoder.path (train_or_reuse_autoencoder)")
     return load_codec(settings.path, settings.subfolder, settings.scaling_factor, settings.shift_factor,
-                      settings.allow_download)
+                      settings.allow_download, settings.bf16)
 
 
 def resolve_package_path(name_or_path: str) -> str:

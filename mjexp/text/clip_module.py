@@ -58,6 +58,10 @@ class DomainClipConfig:
     # Photometric jitter of the training images (mjexp.text.photometric): for a judge that must
     # read over-saturated, high-contrast samples of strong guidance as it reads real images.
     augment: bool = False
+    # The square size the image tower reads; None: the data's resolution. Larger images are
+    # resized to it (bicubic, antialiased, as open_clip-style preprocessing and the evaluation's
+    # judge do): at 64 px the default 4 x 4 patches of 16 px did not train in 300 steps.
+    image_size: int | None = None
 
     def __post_init__(self) -> None:
         positive = ("embed_dim", "width", "vision_layers", "text_layers", "heads", "steps", "batch_size")
@@ -66,6 +70,8 @@ class DomainClipConfig:
                 raise ValueError(f"domain CLIP {name}={getattr(self, name)} must be >= 1")
         if self.width % self.heads:
             raise ValueError(f"domain CLIP width={self.width} must be divisible by heads={self.heads}")
+        if self.image_size is not None and self.image_size < 1:
+            raise ValueError(f"domain CLIP image_size={self.image_size} must be >= 1 (or null: the data's resolution)")
         if self.context_length < 2:
             raise ValueError(f"domain CLIP context_length={self.context_length} must be >= 2 (start and end tokens)")
         if not (self.lr > 0 and self.weight_decay >= 0 and self.warmup_steps >= 0):
@@ -75,7 +81,9 @@ class DomainClipConfig:
             )
 
     def model_cfg(self, image_size: int) -> dict:
-        """open_clip ``model_cfg`` (what ``open_clip_config.json`` stores) for square images."""
+        """open_clip ``model_cfg`` (what ``open_clip_config.json`` stores) for square images of
+        ``image_size`` (the data's), or of the configured ``image_size`` when that is set."""
+        image_size = self.image_size or image_size
         patch = self.patch_size or max(1, image_size // 4)
         if image_size % patch:
             raise ValueError(f"domain CLIP patch_size={patch} must divide the image size {image_size}")
@@ -127,12 +135,21 @@ class TextEncoderModule(L.LightningModule):
         self._token_ids = TokenCache(tokenizer, config.context_length, 0, "domain CLIP")
         self.loss = MultiPositiveClipLoss()
 
+    def fit(self, images: torch.Tensor) -> torch.Tensor:
+        """Images at the image tower's size (resized only when they are not)."""
+        size = self.clip.visual.image_size
+        size = size if isinstance(size, tuple) else (size, size)
+        if tuple(images.shape[-2:]) == tuple(size):
+            return images
+        return F.interpolate(images, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(-1, 1)
+
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         return self._token_ids(texts).to(self.device)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         ids = self.tokenize(batch["text"])
-        images = photometric_jitter(batch["image"]) if self.config.augment else batch["image"]
+        images = self.fit(batch["image"])
+        images = photometric_jitter(images) if self.config.augment else images
         image_features, text_features, logit_scale = self.clip(images, ids)
         # one group per row makes every target one-hot: the plain CLIP loss
         groups = ids if self.config.multi_positive else torch.arange(len(ids), device=ids.device)[:, None]
@@ -170,7 +187,7 @@ class TextEncoderModule(L.LightningModule):
         """Image->text top-1 accuracy among the *distinct* captions (a duplicate is not a miss)."""
         features, texts = [], []
         for batch in batches:
-            features.append(self.clip.encode_image(batch["image"].to(self.device), normalize=True))
+            features.append(self.clip.encode_image(self.fit(batch["image"].to(self.device)), normalize=True))
             texts.extend(batch["text"])
         candidates = list(dict.fromkeys(texts))
         index = {caption: i for i, caption in enumerate(candidates)}

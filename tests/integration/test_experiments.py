@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from mjexp.config import register_configs, validate
-from mjexp.config.grid import expand_grid
+from mjexp.config.grid import eval_settings, expand_grid
 from sweeps_helpers import REPO, cache_overrides, describe, run_multirun, runs_by_kind  # noqa: F401
 
 EXPERIMENTS = REPO / "conf" / "experiment"
@@ -28,6 +28,7 @@ EXPECTED = {
     "caption_noise": (4, 5),
     "caption_noise_clean_encoder": (2, 5),
     "train_sr": (1, 0),  # a super-resolution model: evaluated through a base model's hires fix
+    "latent_cfg_sweep": (1, 7),  # five guidance scales, then the hires fix in two spaces (eval.extra_grids)
 }
 
 
@@ -54,7 +55,7 @@ def test_experiment_composes_validates_and_expands(name: str) -> None:
     trainings, settings = EXPECTED[name]
     cfg = compose_train(f"+experiment={name}", "debug=tiny")
     assert cfg.name == name  # the MLflow experiment the runs land in
-    assert (len(expand_grid(cfg.eval.grid)) if cfg.eval.grid else 0) == settings
+    assert (len(eval_settings(cfg.eval)) if cfg.eval.grid else 0) == settings
     arms = sweep_arms(cfg)
     assert len(arms) == trainings
     for arm in arms:

@@ -141,8 +141,35 @@ def test_upscalers() -> None:
         ({"upscaler": "lanczos"}, "unknown hires.upscaler"),
         ({"steps": 0}, "steps must be >= 1"),
         ({"guidance_scale": -1.0}, "guidance_scale must be >= 0"),
+        ({"space": "rgb"}, "hires.space='rgb' is not one of latent, pixel"),
     ],
 )
 def test_invalid_hires_settings_are_rejected(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         HiresSettings(enabled=True, **kwargs)
+
+
+class PoolingCodec:
+    """A stand-in autoencoder with factor 2: decode repeats each latent pixel, encode averages."""
+
+    factor = 2
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(latents, scale_factor=2, mode="nearest") + 0.5
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.avg_pool2d(images - 0.5, 2)
+
+
+def test_pixel_space_upscales_the_decoded_image_and_encodes_it() -> None:
+    denoiser, noise, cond, uncond = setup()
+    codec = PoolingCodec()
+    pixel = hires_fix(denoiser, noise, cond, uncond, sampler=SAMPLER, guidance=GUIDANCE, codec=codec,
+                      hires=HiresSettings(enabled=True, strength=0.5, steps=3, space="pixel"))
+    through_pixels = lambda x, size: codec.encode(upscale(codec.decode(x), (2 * size[0], 2 * size[1]), "bicubic"))  # noqa: E731
+    expected = hires_fix(denoiser, noise, cond, uncond, sampler=SAMPLER, guidance=GUIDANCE,
+                         hires=HiresSettings(enabled=True, strength=0.5, steps=3, upscaler=through_pixels))
+    latent = hires_fix(denoiser, noise, cond, uncond, sampler=SAMPLER, guidance=GUIDANCE, codec=codec,
+                       hires=HiresSettings(enabled=True, strength=0.5, steps=3, space="latent"))
+    assert torch.equal(pixel.images, expected.images) and torch.equal(pixel.base_images, latent.base_images)
+    assert not torch.equal(pixel.images, latent.images)

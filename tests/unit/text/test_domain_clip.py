@@ -138,3 +138,20 @@ def test_trains_from_a_datamodule_keyed_by_its_fingerprint(tmp_path):
     assert key["model_cfg"]["vision_cfg"]["patch_size"] == 4 and folder.name.startswith("judge-seed3-")
     model = open_clip.create_model(f"local-dir:{folder}")
     assert model.visual.image_size == (16, 16)
+
+
+def test_image_size_resizes_what_the_image_tower_reads(tmp_path):
+    """``image_size``: the tower is built for it and larger data is resized (antialiased bicubic)."""
+    from mjexp.data.dataset_settings import ShapesSettings
+    from mjexp.data.shapes import ShapesDataModule
+
+    data = ShapesDataModule(ShapesSettings(resolution=32, train_size=32, judge_size=8, val_size=8, test_size=8))
+    config = DomainClipConfig(steps=2, batch_size=16, warmup_steps=1, width=16, embed_dim=16, context_length=12, image_size=16)
+    folder = train_domain_clip(data, config, tmp_path)
+    assert open_clip.create_model(f"local-dir:{folder}").visual.image_size == (16, 16)
+    module = clip_module.TextEncoderModule(config.model_cfg(32), config)
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    expected = torch.nn.functional.interpolate(images, size=(16, 16), mode="bicubic", antialias=True).clamp(-1, 1)
+    assert torch.equal(module.fit(images), expected) and module.fit(expected) is expected
+    with pytest.raises(ValueError, match="domain CLIP image_size=0 must be >= 1"):
+        DomainClipConfig(image_size=0)
