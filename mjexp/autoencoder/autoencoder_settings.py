@@ -90,7 +90,8 @@ class AutoencoderSettings:
     def enabled(self) -> bool:
         return self.name != "none"
 
-    @property
-    def downsampling_factor(self) -> int:
-        """Pixels per latent pixel along each side (of a model built from these settings)."""
-        return 2 ** (len(self.block_out_channels) - 1)
+
+
+def downsampling_factor(block_out_channels: tuple[int, ...] | list[int]) -> int:
+    """Pixels per latent pixel along each side of an AutoencoderKL with these level widths."""
+    return 2 ** (len(block_out_channels) - 1)

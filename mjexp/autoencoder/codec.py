@@ -14,7 +14,7 @@ import torch
 from diffusers import AutoencoderKL
 from torch import nn
 
-from mjexp.autoencoder.autoencoder_settings import AutoencoderSettings
+from mjexp.autoencoder.autoencoder_settings import AutoencoderSettings, downsampling_factor
 
 
 def build_autoencoder_kl(settings: AutoencoderSettings, resolution: int) -> AutoencoderKL:
@@ -31,10 +31,6 @@ def build_autoencoder_kl(settings: AutoencoderSettings, resolution: int) -> Auto
         norm_num_groups=settings.norm_num_groups,
         sample_size=resolution,
     )
-
-
-def downsampling_factor(vae: AutoencoderKL) -> int:
-    return 2 ** (len(vae.config.block_out_channels) - 1)
 
 
 @dataclass(frozen=True)
@@ -66,7 +62,7 @@ class LatentCodec(nn.Module):
 
     @property
     def factor(self) -> int:
-        return downsampling_factor(self.vae)
+        return downsampling_factor(self.vae.config.block_out_channels)
 
     @property
     def latent_channels(self) -> int:

@@ -32,7 +32,7 @@ from mjexp.autoencoder import adversarial, autoencoder_module, codec
 from mjexp.autoencoder.codec import LatentCodec
 from mjexp.autoencoder.autoencoder_settings import AutoencoderSettings
 from mjexp.autoencoder.autoencoder_module import AutoencoderModule, psnr
-from mjexp.data.datamodule import collate, fitted_batch_size
+from mjexp.data.datamodule import recipe_loader
 from mjexp.files.checkpoints import SafeCheckpointIO
 
 log = logging.getLogger(__name__)
@@ -73,10 +73,10 @@ def train_autoencoder(data: Any, settings: AutoencoderSettings, resolution: int,
     start = time.perf_counter()
     module = _fit(data, settings, resolution, seed, split, folder.with_name(folder.name + PARTIAL_SUFFIX))
     vae = module.vae.eval()
-    scaling = estimate_scaling_factor(vae, _loader(data, split, settings.batch_size, seed, train=False), seed)
+    scaling = estimate_scaling_factor(vae, recipe_loader(data.dataset(split), settings.batch_size, seed, False), seed)
     vae.register_to_config(scaling_factor=scaling)
     metrics = {
-        "val_psnr": reconstruction_psnr(LatentCodec(vae, scaling), _loader(data, val_split, settings.batch_size, seed, False)),
+        "val_psnr": reconstruction_psnr(LatentCodec(vae, scaling), recipe_loader(data.dataset(val_split), settings.batch_size, seed, False)),
         "scaling_factor": scaling,
         "train_seconds": round(time.perf_counter() - start, 2),
         "parameters": sum(p.numel() for p in vae.parameters()),
@@ -124,14 +124,6 @@ def reconstruction_psnr(codec_: LatentCodec, loader: DataLoader) -> float:
         total += float(psnr(images, codec_.decode(codec_.encode(images)))) * len(images)
         count += len(images)
     return total / count
-
-
-def _loader(data: Any, split: str, batch_size: int, seed: int, train: bool) -> DataLoader:
-    dataset = data.dataset(split)
-    if train:
-        batch_size = fitted_batch_size(batch_size, len(dataset))
-    generator = torch.Generator().manual_seed(seed) if train else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=train, drop_last=train, collate_fn=collate, generator=generator)
 
 
 class _Progress(L.Callback):
@@ -186,7 +178,7 @@ def _fit(data: Any, settings: AutoencoderSettings, resolution: int, seed: int, s
         )
         if resume.is_file():
             log.info("continuing the autoencoder's training from %s", resume)
-        loader = _loader(data, split, settings.batch_size, seed, train=True)
+        loader = recipe_loader(data.dataset(split), settings.batch_size, seed, True)
         trainer.fit(module, train_dataloaders=loader, ckpt_path=str(resume) if resume.is_file() else None, weights_only=True)
     return module
 

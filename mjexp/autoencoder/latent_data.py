@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from torch.utils.data import DataLoader
 
 from mjexp.autoencoder.codec import LatentCodec, Posterior
@@ -36,9 +35,8 @@ class LatentDataset(CaptionedDataset):
 
     def __getitem__(self, index: int) -> Sample:
         item = dict(self.base[index])
-        mean = self.posterior.mean[index]
-        z = mean + torch.exp(0.5 * self.posterior.logvar[index]) * torch.randn_like(mean) if self.sample else mean
-        item["image"] = self.codec.scale(z)
+        posterior = Posterior(self.posterior.mean[index], self.posterior.logvar[index])
+        item["image"] = self.codec.scale(posterior.sample() if self.sample else posterior.mean)
         return item
 
     def fingerprint(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any, get_args
 
 from omegaconf import DictConfig, OmegaConf
 
-from mjexp.autoencoder.autoencoder_settings import AutoencoderSettings
+from mjexp.autoencoder.autoencoder_settings import AutoencoderSettings, downsampling_factor
 from mjexp.config.domain import build
 from mjexp.config.grid import GRID_KEYS, eval_settings, flatten_grid
 from mjexp.config.schema import DATA_SCHEMAS, ROOT_SCHEMAS, TEXT_SCHEMAS
@@ -162,7 +162,7 @@ def _cross_field_problems(cfg: DictConfig) -> list[str]:
     resolution = _get(cfg, "data.resolution")
     why = f"the U-Net downsamples {factor}x (unet.channel_mult has {factor.bit_length()} levels)"
     if _get(cfg, "autoencoder.name") == "kl":  # a pretrained one's factor is checked when it loads
-        latent = 2 ** (len(_get(cfg, "autoencoder.block_out_channels") or [1]) - 1)
+        latent = downsampling_factor(_get(cfg, "autoencoder.block_out_channels") or [1])
         why = f"the autoencoder downsamples {latent}x (autoencoder.block_out_channels) and then " + why
         factor *= latent
     if resolution is not None and resolution % factor:

@@ -35,6 +35,16 @@ def fitted_batch_size(batch_size: int, split_size: int) -> int:
     return max(1, min(batch_size, split_size))
 
 
+def recipe_loader(dataset: Dataset, batch_size: int, seed: int, train: bool) -> DataLoader:
+    """The loader a component that trains itself (domain CLIP, autoencoder) reads a split with: for
+    training, shuffled by ``seed`` with ``drop_last`` (the whole split when it is smaller than a
+    batch); otherwise in order, every item."""
+    if train:
+        batch_size = fitted_batch_size(batch_size, len(dataset))
+    generator = torch.Generator().manual_seed(seed) if train else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=train, drop_last=train, collate_fn=collate, generator=generator)
+
+
 def collate(samples: Sequence[Sample]) -> dict[str, Any]:
     """Stack samples into the batch contract; attributes become one list per name."""
     batch: dict[str, Any] = {

@@ -117,6 +117,13 @@ def train_or_reuse_autoencoder(autoencoder_cfg: Any, datamodule: Any) -> Path:
     return train_autoencoder(datamodule, settings, datamodule.resolution, settings.seed).resolve()
 
 
+def diffused_shape(resolution: int, codec: LatentCodec | None) -> tuple[int, int]:
+    """(channels, size) of what the diffusion model works on: the images, or ``codec``'s latents."""
+    if codec is None:
+        return 3, resolution
+    return codec.latent_channels, codec.latent_size(resolution, resolution)[0]
+
+
 def autoencoder_codec(autoencoder_cfg: Any) -> LatentCodec | None:
     """The run's autoencoder with its latent scaling, from ``autoencoder.path`` (None in pixel space)."""
     settings = build(AutoencoderSettings, autoencoder_cfg)

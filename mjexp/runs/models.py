@@ -50,6 +50,7 @@ from mjexp.runs.components import (
     build_text_encoder,
     build_unet,
     check_loaded_config,
+    diffused_shape,
 )
 from mjexp.sampling.guidance_sampler import GuidanceSampler
 from mjexp.sampling.runtime import Runtime
@@ -276,14 +277,13 @@ def load_model(
     parameterization = config["diffusion"]["parameterization"]
     super_resolution = build_super_resolution(config)
     codec = autoencoder_codec({**(config.get("autoencoder") or {"name": "none"}), "allow_download": allow_download})
-    channels = 3 if codec is None else codec.latent_channels
+    channels, size = diffused_shape(int(config["data"]["resolution"]), codec)
     unet = build_unet(config["unet"], encoder, parameterization, super_resolution, channels)
     load_state_strict(unet, {k[5:]: v for k, v in state.items() if k.startswith("unet.")}, "U-Net", str(path))
     if encoder.trainable:
         encoder_state = {k[len("text_encoder.") :]: v for k, v in state.items() if k.startswith("text_encoder.")}
         load_state_strict(encoder, encoder_state, "text encoder", str(path))
-    size = int(config["data"]["resolution"])
-    schedule = build_schedule(config["schedule"], size if codec is None else codec.latent_size(size, size)[0])
+    schedule = build_schedule(config["schedule"], size)
     return LoadedModel(
         unet.eval(), encoder.eval(), schedule, parameterization, config, str(path),
         model_fingerprint(unet, encoder, config, super_resolution, codec), super_resolution, codec,

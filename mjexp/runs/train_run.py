@@ -40,6 +40,7 @@ from mjexp.runs.components import (
     build_super_resolution,
     build_text_encoder,
     build_unet,
+    diffused_shape,
     domain_clip_data,
     train_or_reuse_domain_clip,
 )
@@ -98,10 +99,9 @@ def build_trainer(
 
 def build_module(cfg: DictConfig, encoder: Any, run_config: dict[str, Any], codec: LatentCodec | None = None) -> DiffusionModule:
     """The diffusion model; with an autoencoder it diffuses ``codec``'s latents (channels and grid)."""
-    size = cfg.data.resolution if codec is None else codec.latent_size(cfg.data.resolution, cfg.data.resolution)[0]
+    channels, size = diffused_shape(cfg.data.resolution, codec)
     schedule = build_schedule(cfg.schedule, size)
     super_resolution = build_super_resolution(cfg)
-    channels = 3 if codec is None else codec.latent_channels
     unet = build_unet(cfg.unet, encoder, cfg.diffusion.parameterization, super_resolution, channels)
     return DiffusionModule(
         unet, encoder, schedule, build(DiffusionSettings, cfg.diffusion),

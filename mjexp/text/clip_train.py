@@ -25,9 +25,8 @@ import lightning as L
 import open_clip
 import torch
 from safetensors.torch import save_file
-from torch.utils.data import DataLoader
 
-from mjexp.data.datamodule import collate, fitted_batch_size
+from mjexp.data.datamodule import recipe_loader
 from mjexp.text import clip_module, photometric
 from mjexp.text.clip_module import DomainClipConfig, TextEncoderModule
 
@@ -109,13 +108,7 @@ def _loader(data: Any, split: str, batch_size: int, seed: int, train: bool) -> I
         if split not in data:
             raise KeyError(f"domain CLIP needs the {split!r} split; the loaders given are {sorted(data)}")
         return data[split]
-    dataset = data.dataset(split)
-    if train:  # a split smaller than a batch trains in one batch (mjexp.data.requirements says so)
-        batch_size = fitted_batch_size(batch_size, len(dataset))
-    generator = torch.Generator().manual_seed(seed) if train else None
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=train, drop_last=train, collate_fn=collate, generator=generator
-    )
+    return recipe_loader(data.dataset(split), batch_size, seed, train)
 
 
 def _fingerprint(data: Any, split: str, loader: Iterable[dict]) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import lightning as L
@@ -22,6 +21,7 @@ from mjexp.autoencoder.autoencoder_settings import AutoencoderSettings
 from mjexp.autoencoder.codec import LatentCodec, build_autoencoder_kl
 from mjexp.autoencoder.latent_cache import StaleLatentCache, cached_posteriors
 from mjexp.autoencoder.pretrained import load_autoencoder_kl
+from mjexp.data.datamodule import recipe_loader
 from mjexp.data.dataset_settings import ShapesSettings
 from mjexp.data.shapes import ShapesDataModule
 
@@ -68,7 +68,7 @@ def test_bf16_autocast_runs_on_cpu() -> None:
 
 def test_scaling_factor_gives_unit_variance(shapes: ShapesDataModule) -> None:
     codec = tiny_codec()
-    loader = kl_train._loader(shapes, "train", 8, 0, train=False)
+    loader = recipe_loader(shapes.dataset("train"), 8, 0, train=False)
     scale = kl_train.estimate_scaling_factor(codec.vae, loader, seed=0)
     generator = torch.Generator().manual_seed(0)
     samples = torch.cat([codec.posterior(b["image"]).sample(generator).flatten() for b in loader])
@@ -131,7 +131,7 @@ def test_discriminator_trains_only_from_its_step(tmp_path: Path, shapes: ShapesD
     start = torch.cat([p.detach().flatten() for p in module.discriminator.parameters()]).clone()
     trainer = L.Trainer(max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[Watch()], default_root_dir=str(tmp_path))
-    trainer.fit(module, kl_train._loader(shapes, "train", 8, 0, train=True))
+    trainer.fit(module, recipe_loader(shapes.dataset("train"), 8, 0, train=True))
     assert int(module.updates) == 3 and len(seen) == 3
     assert torch.equal(seen[0], start) and torch.equal(seen[1], start)  # updates 0 and 1
     assert not torch.equal(seen[2], start)  # update 2 >= disc_start
